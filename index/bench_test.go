@@ -1,0 +1,142 @@
+package index
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+)
+
+const (
+	benchDim      = 384 // all-MiniLM-L6-v2 and similar sentence encoders
+	benchQueries  = 200 // queries used for the recall metrics
+	benchClusters = 100
+)
+
+var benchSizes = []int{10_000, 100_000}
+
+// benchData is a data set with its queries: perturbed copies (cosine ~0.89)
+// of randomly chosen stored vectors.
+type benchData struct {
+	vecs    [][]float32
+	queries [][]float32
+}
+
+func makeBenchData(kind string, n int) benchData {
+	rng := rand.New(rand.NewPCG(uint64(n), 7))
+	var vecs [][]float32
+	switch kind {
+	case "random":
+		vecs = randomVectors(rng, n, benchDim)
+	case "clustered":
+		vecs = clusteredVectors(rng, n, benchDim, benchClusters)
+	default:
+		panic("unknown data kind " + kind)
+	}
+	qs := make([][]float32, benchQueries)
+	for i := range qs {
+		qs[i] = perturb(rng, vecs[rng.IntN(n)], queryCosine)
+	}
+	return benchData{vecs: vecs, queries: qs}
+}
+
+// benchFixture is a built HNSW graph and its exact counterpart. Building the
+// 100k graphs takes minutes, so fixtures are built on first use by the
+// sub-benchmark that needs them and cached for reruns.
+type benchFixture struct {
+	data  benchData
+	hnsw  *HNSW
+	exact *Flat
+}
+
+var (
+	benchMu       sync.Mutex
+	benchFixtures = map[string]*benchFixture{}
+)
+
+func getBenchFixture(b *testing.B, kind string, n int) *benchFixture {
+	b.Helper()
+	benchMu.Lock()
+	defer benchMu.Unlock()
+	key := fmt.Sprintf("%s/%d", kind, n)
+	if fx, ok := benchFixtures[key]; ok {
+		return fx
+	}
+	fx := &benchFixture{
+		data:  makeBenchData(kind, n),
+		hnsw:  newTestHNSW(b, HNSWConfig{Dim: benchDim}),
+		exact: newTestFlat(b, benchDim),
+	}
+	for i, v := range fx.data.vecs {
+		mustAdd(b, fx.hnsw, vecID(i), v)
+		mustAdd(b, fx.exact, vecID(i), v)
+	}
+	benchFixtures[key] = fx
+	return fx
+}
+
+// BenchmarkHNSWSearch measures k=1 search latency (ns/op) at the default
+// EfSearch and reports recall@1 and recall@10 against Flat over
+// benchQueries perturbed-copy queries, computed outside the timed loop.
+func BenchmarkHNSWSearch(b *testing.B) {
+	for _, n := range benchSizes {
+		for _, kind := range []string{"random", "clustered"} {
+			b.Run(fmt.Sprintf("n=%d/%s", n, kind), func(b *testing.B) {
+				fx := getBenchFixture(b, kind, n)
+				r1, r10 := recall(b, fx.hnsw, fx.exact, fx.data.queries, 10)
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					if _, err := fx.hnsw.Search(fx.data.queries[i%len(fx.data.queries)], 1); err != nil {
+						b.Fatal(err)
+					}
+					i++
+				}
+				b.ReportMetric(r1, "recall@1")
+				b.ReportMetric(r10, "recall@10")
+			})
+		}
+	}
+}
+
+// BenchmarkHNSWAdd measures inserting 384-d random vectors into a graph that
+// already holds 10,000 with the default configuration.
+func BenchmarkHNSWAdd(b *testing.B) {
+	const base, pool = 10_000, 20_000
+	rng := rand.New(rand.NewPCG(1, 2))
+	vecs := randomVectors(rng, base+pool, benchDim)
+	h := newTestHNSW(b, HNSWConfig{Dim: benchDim})
+	for i, v := range vecs[:base] {
+		mustAdd(b, h, vecID(i), v)
+	}
+	extra := vecs[base:]
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if err := h.Add(fmt.Sprintf("add%d", i), extra[i%pool]); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
+// BenchmarkFlatSearch measures exact k=1 search over 384-d random vectors.
+func BenchmarkFlatSearch(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			data := makeBenchData("random", n)
+			f := newTestFlat(b, benchDim)
+			for i, v := range data.vecs {
+				mustAdd(b, f, vecID(i), v)
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if _, err := f.Search(data.queries[i%len(data.queries)], 1); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+	}
+}

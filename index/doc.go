@@ -1,0 +1,2 @@
+// Package index holds semcache's vector indexes and exact stores.
+package index

@@ -1,0 +1,380 @@
+package index
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+)
+
+// MemoryConfig configures an in-process Memory store. NewMemory copies it;
+// zero values mean the defaults on each field.
+type MemoryConfig struct {
+	// Dim is the vector length of the semantic tier; required (> 0).
+	Dim int
+	// MaxEntries bounds the number of entries (exact and semantic tiers
+	// together); the least recently used entry is evicted past it, and its
+	// vector is deleted from the graph. 0 means 100,000.
+	MaxEntries int
+	// Index selects the vector index of each scope: "hnsw" (the default) or
+	// "flat" (exact brute force, the better choice for small caches).
+	Index string
+	// HNSW holds M / EF_CONSTRUCTION / EF_RUNTIME for the per-scope graphs;
+	// its Dim is ignored (Dim above is used). Zero fields mean
+	// HNSWConfig's defaults.
+	HNSW HNSWConfig
+	// SweepInterval is how often a background sweep deletes expired
+	// entries (expired entries are also deleted when they are read). 0
+	// means one minute; negative disables the background sweep (call
+	// Sweep yourself).
+	SweepInterval time.Duration
+	// Now is the clock for expiry. nil means time.Now.
+	Now func() time.Time
+}
+
+// vectorIndex is what Memory needs of HNSW and Flat.
+type vectorIndex interface {
+	Add(id string, vec []float32) error
+	Delete(id string) bool
+	Search(vec []float32, k int) ([]Neighbor, error)
+	Len() int
+}
+
+var (
+	_ vectorIndex = (*HNSW)(nil)
+	_ vectorIndex = (*Flat)(nil)
+)
+
+// memRecord is one entry of a Memory store.
+type memRecord struct {
+	scope     string
+	value     []byte
+	expiresAt time.Time
+	hasVector bool
+}
+
+// Memory is semcache's embedded backend: a bounded LRU of entries with a
+// per-entry TTL (the exact tier) and one vector index per scope (the
+// semantic tier), so that a KNN query only ever sees its own scope's
+// vectors. Entries leave the vector index when they expire, are evicted or
+// are deleted.
+//
+// Memory is safe for concurrent use. Reads take a short lock on the LRU;
+// writes (Set, Delete, expiry) are serialised by a writer lock so that the
+// LRU and the vector indexes always agree, and run the graph updates outside
+// the LRU lock, so lookups are not blocked by HNSW inserts.
+type Memory struct {
+	cfg MemoryConfig
+
+	// wmu serialises every mutation of lru and parts; taken before mu.
+	wmu sync.Mutex
+	// mu guards lru and parts.
+	mu    sync.Mutex
+	lru   *simplelru.LRU[string, *memRecord]
+	parts map[string]vectorIndex
+	// evicted collects the LRU's evictions during one Add; guarded by mu
+	// and drained by the writer that caused them.
+	evicted []string
+	// evictedRecs holds the records evicted alongside evicted.
+	evictedRecs []*memRecord
+
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+// NewMemory returns a Memory store and starts its expiry sweep. It fails
+// with an error naming the field when cfg is out of range. Call Close to
+// stop the sweep.
+func NewMemory(cfg MemoryConfig) (*Memory, error) {
+	if cfg.Dim <= 0 {
+		return nil, fmt.Errorf("index: MemoryConfig.Dim %d: must be > 0", cfg.Dim)
+	}
+	if cfg.MaxEntries < 0 {
+		return nil, fmt.Errorf("index: MemoryConfig.MaxEntries %d: must not be negative", cfg.MaxEntries)
+	}
+	if cfg.MaxEntries == 0 {
+		cfg.MaxEntries = 100_000
+	}
+	switch cfg.Index {
+	case "":
+		cfg.Index = "hnsw"
+	case "hnsw", "flat":
+	default:
+		return nil, fmt.Errorf("index: MemoryConfig.Index %q: want hnsw or flat", cfg.Index)
+	}
+	cfg.HNSW.Dim = cfg.Dim
+	if _, err := NewHNSW(cfg.HNSW); err != nil { // validate once, up front
+		return nil, fmt.Errorf("index: MemoryConfig.HNSW: %w", err)
+	}
+	if cfg.SweepInterval == 0 {
+		cfg.SweepInterval = time.Minute
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	m := &Memory{cfg: cfg, parts: make(map[string]vectorIndex), stop: make(chan struct{}), done: make(chan struct{})}
+	l, err := simplelru.NewLRU[string, *memRecord](cfg.MaxEntries, func(k string, r *memRecord) {
+		m.evicted = append(m.evicted, k)
+		m.evictedRecs = append(m.evictedRecs, r)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("index: %w", err)
+	}
+	m.lru = l
+	if cfg.SweepInterval > 0 {
+		go m.sweepLoop()
+	} else {
+		close(m.done)
+	}
+	return m, nil
+}
+
+// Dim returns the vector length.
+func (m *Memory) Dim() int { return m.cfg.Dim }
+
+// Get returns the value stored under key. An expired entry is deleted and
+// reported as a miss. The returned slice must not be modified.
+func (m *Memory) Get(_ context.Context, key string) ([]byte, bool, error) {
+	m.mu.Lock()
+	r, ok := m.lru.Get(key)
+	expired := ok && !m.cfg.Now().Before(r.expiresAt)
+	m.mu.Unlock()
+	if !ok {
+		return nil, false, nil
+	}
+	if expired {
+		m.removeIf(key, r)
+		return nil, false, nil
+	}
+	return r.value, true, nil
+}
+
+// Set stores value under key in scope for ttl (> 0), replacing any entry
+// with that key, and adds vec (length Dim; nil for an exact-only entry) to
+// the scope's vector index. A vector of the wrong length returns an error
+// wrapping ErrDimensionMismatch, an unusable one ErrInvalidVector, and a
+// ttl <= 0 an error; none of them changes the store.
+func (m *Memory) Set(_ context.Context, key, scope string, value []byte, vec []float32, ttl time.Duration) error {
+	if ttl <= 0 {
+		return fmt.Errorf("index: ttl %v: must be > 0", ttl)
+	}
+	if vec != nil {
+		if len(vec) != m.cfg.Dim {
+			return fmt.Errorf("%w: got %d, index has %d", ErrDimensionMismatch, len(vec), m.cfg.Dim)
+		}
+		if _, err := Normalize(vec); err != nil {
+			return err
+		}
+	}
+	rec := &memRecord{scope: scope, value: value, expiresAt: m.cfg.Now().Add(ttl), hasVector: vec != nil}
+
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
+	m.mu.Lock()
+	old, hadOld := m.lru.Peek(key)
+	m.lru.Add(key, rec)
+	evKeys, evRecs := m.takeEvictedLocked()
+	part := m.parts[scope]
+	if vec != nil && part == nil {
+		var err error
+		if part, err = m.newPart(); err != nil {
+			m.mu.Unlock()
+			return err
+		}
+		m.parts[scope] = part
+	}
+	m.mu.Unlock()
+
+	if hadOld && old.hasVector && (old.scope != scope || vec == nil) {
+		m.deleteVector(key, old.scope)
+	}
+	if vec != nil {
+		if err := part.Add(key, vec); err != nil {
+			// Validated above, so this is not expected; undo the LRU write
+			// so that nothing is half stored.
+			m.mu.Lock()
+			m.lru.Remove(key)
+			if hadOld {
+				m.lru.Add(key, old)
+			}
+			m.evicted, m.evictedRecs = m.evicted[:0], m.evictedRecs[:0]
+			m.mu.Unlock()
+			return fmt.Errorf("index: add vector: %w", err)
+		}
+	}
+	for i, k := range evKeys {
+		if evRecs[i].hasVector {
+			m.deleteVector(k, evRecs[i].scope)
+		}
+	}
+	return nil
+}
+
+// Search returns up to k live entries of scope nearest to vec (length Dim),
+// highest cosine similarity first. A scope with no vectors returns nil. A
+// vector of the wrong length returns an error wrapping
+// ErrDimensionMismatch.
+func (m *Memory) Search(_ context.Context, scope string, vec []float32, k int) ([]Neighbor, error) {
+	if len(vec) != m.cfg.Dim {
+		return nil, fmt.Errorf("%w: got %d, index has %d", ErrDimensionMismatch, len(vec), m.cfg.Dim)
+	}
+	m.mu.Lock()
+	part := m.parts[scope]
+	m.mu.Unlock()
+	if part == nil {
+		return nil, nil
+	}
+	nn, err := part.Search(vec, k)
+	if err != nil {
+		return nil, err
+	}
+	// Drop entries that expired but have not been swept yet, and entries
+	// whose key a concurrent Set has just moved to another scope (or
+	// stripped of its vector) before removing the old vector.
+	now := m.cfg.Now()
+	live := nn[:0]
+	m.mu.Lock()
+	for _, n := range nn {
+		if r, ok := m.lru.Peek(n.ID); ok && r.scope == scope && r.hasVector && now.Before(r.expiresAt) {
+			live = append(live, n)
+		}
+	}
+	m.mu.Unlock()
+	return live, nil
+}
+
+// Delete removes key from both tiers and reports whether it existed.
+func (m *Memory) Delete(_ context.Context, key string) (bool, error) {
+	m.mu.Lock()
+	r, ok := m.lru.Peek(key)
+	m.mu.Unlock()
+	if !ok {
+		return false, nil
+	}
+	return m.removeIf(key, r), nil
+}
+
+// Len returns the number of entries, counting expired entries that have not
+// been swept yet.
+func (m *Memory) Len(context.Context) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.lru.Len(), nil
+}
+
+// VectorLen returns the number of vectors across every scope's index; the
+// tests use it to check that expiry and eviction leave the graph.
+func (m *Memory) VectorLen() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, p := range m.parts {
+		n += p.Len()
+	}
+	return n
+}
+
+// Sweep deletes every expired entry now and returns how many it deleted.
+// The background sweep calls it every SweepInterval.
+func (m *Memory) Sweep() int {
+	now := m.cfg.Now()
+	type kr struct {
+		k string
+		r *memRecord
+	}
+	var expired []kr
+	m.mu.Lock()
+	for _, k := range m.lru.Keys() {
+		if r, ok := m.lru.Peek(k); ok && !now.Before(r.expiresAt) {
+			expired = append(expired, kr{k, r})
+		}
+	}
+	m.mu.Unlock()
+	n := 0
+	for _, e := range expired {
+		if m.removeIf(e.k, e.r) {
+			n++
+		}
+	}
+	return n
+}
+
+// Close stops the background sweep. It does not delete any entry.
+func (m *Memory) Close() error {
+	m.once.Do(func() { close(m.stop) })
+	<-m.done
+	return nil
+}
+
+func (m *Memory) sweepLoop() {
+	defer close(m.done)
+	t := time.NewTicker(m.cfg.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+			m.Sweep()
+		}
+	}
+}
+
+// removeIf deletes key when it still holds the record r (a concurrent Set
+// may have replaced it), from the LRU and from its scope's vector index.
+func (m *Memory) removeIf(key string, r *memRecord) bool {
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
+	m.mu.Lock()
+	cur, ok := m.lru.Peek(key)
+	if !ok || cur != r {
+		m.mu.Unlock()
+		return false
+	}
+	m.lru.Remove(key)
+	m.evicted, m.evictedRecs = m.evicted[:0], m.evictedRecs[:0] // Remove reports itself as an eviction
+	m.mu.Unlock()
+	if r.hasVector {
+		m.deleteVector(key, r.scope)
+	}
+	return true
+}
+
+// deleteVector removes key's vector from scope's index and drops the index
+// when it becomes empty. The caller holds wmu, not mu.
+func (m *Memory) deleteVector(key, scope string) {
+	m.mu.Lock()
+	part := m.parts[scope]
+	m.mu.Unlock()
+	if part == nil {
+		return
+	}
+	part.Delete(key)
+	if part.Len() == 0 {
+		m.mu.Lock()
+		delete(m.parts, scope)
+		m.mu.Unlock()
+	}
+}
+
+// takeEvictedLocked returns and clears the evictions of the last LRU
+// operation. The caller holds mu.
+func (m *Memory) takeEvictedLocked() ([]string, []*memRecord) {
+	if len(m.evicted) == 0 {
+		return nil, nil
+	}
+	k := append([]string(nil), m.evicted...)
+	r := append([]*memRecord(nil), m.evictedRecs...)
+	m.evicted, m.evictedRecs = m.evicted[:0], m.evictedRecs[:0]
+	return k, r
+}
+
+func (m *Memory) newPart() (vectorIndex, error) {
+	if m.cfg.Index == "flat" {
+		return NewFlat(m.cfg.Dim)
+	}
+	return NewHNSW(m.cfg.HNSW)
+}

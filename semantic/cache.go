@@ -1,0 +1,437 @@
+// Package semantic is semcache's two-tier cache: an exact tier keyed by the
+// request's scope and normalised prompt, then a semantic tier that serves the
+// nearest stored prompt of the same scope when its cosine similarity reaches
+// the threshold.
+package semantic
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"time"
+
+	"github.com/semcache/semcache/index"
+	"golang.org/x/sync/singleflight"
+)
+
+// Embedder turns texts into L2-normalised vectors of length Dim(). The
+// embedding package's types satisfy it. Implementations must be safe for
+// concurrent use.
+type Embedder interface {
+	// Embed returns one vector per text, in order, each of length Dim().
+	Embed(ctx context.Context, texts []string) ([][]float32, error)
+	// Dim is the vector length.
+	Dim() int
+	// Fingerprint names the vector space (kind, model, dimension); it is
+	// part of the index identity so vectors of two models never mix.
+	Fingerprint() string
+}
+
+// Store holds entries by key (the exact tier) and their vectors by scope
+// (the semantic tier). index.Memory satisfies it. Implementations must be
+// safe for concurrent use, and a missing key is not an error.
+type Store interface {
+	// Get returns the value stored under key; ok is false on a miss or an
+	// expired entry.
+	Get(ctx context.Context, key string) (value []byte, ok bool, err error)
+	// Set stores value under key for ttl, and vec (nil for exact-only
+	// entries) in the scope's vector index. It replaces an existing entry.
+	Set(ctx context.Context, key, scope string, value []byte, vec []float32, ttl time.Duration) error
+	// Search returns up to k entries of the scope nearest to vec, highest
+	// cosine similarity first.
+	Search(ctx context.Context, scope string, vec []float32, k int) ([]index.Neighbor, error)
+	// Delete removes key from both tiers; it reports whether it existed.
+	Delete(ctx context.Context, key string) (bool, error)
+	// Len is the number of live entries.
+	Len(ctx context.Context) (int, error)
+}
+
+// Config configures a Cache. New copies it; zero values mean the defaults
+// documented on each field, except Threshold, which has no default.
+type Config struct {
+	// Threshold is the minimum cosine similarity, in (0, 1], for a semantic
+	// hit: a neighbour is served when similarity >= Threshold (a
+	// similarity exactly at the threshold hits; 1e-6 of float32 rounding is
+	// tolerated so that 1.0 is reachable). Higher is stricter. There is no
+	// default: each embedder's measured default lives in cmd/semcache and
+	// the README says how it was measured.
+	Threshold float64
+	// TopK is the number of neighbours the KNN query asks for. 0 means 4.
+	TopK int
+	// TTL is how long an entry lives after it is stored. 0 means one hour.
+	TTL time.Duration
+	// UpstreamTimeout bounds a coalesced upstream call, which runs detached
+	// from any one client's context. 0 means 120 seconds.
+	UpstreamTimeout time.Duration
+	// Normalization selects exact-key normalisation; the zero value is
+	// NFC, lower-case, collapsed white space.
+	Normalization Normalization
+	// Logger receives lookup and store failures. nil means slog.Default().
+	Logger *slog.Logger
+	// Now is the clock for entry ages. nil means time.Now.
+	Now func() time.Time
+}
+
+// similarityTolerance absorbs float32 rounding in dot products of unit
+// vectors (identical texts give 0.99999994), so that Threshold 1.0 is
+// reachable.
+const similarityTolerance = 1e-6
+
+// Cache is the two-tier semantic cache. It is safe for concurrent use.
+type Cache struct {
+	cfg    Config
+	emb    Embedder
+	store  Store
+	flight singleflight.Group
+	stats  Stats
+	log    *slog.Logger
+}
+
+// New returns a Cache over the embedder and store. It fails when cfg is out
+// of range (the error names the field) or emb or store is nil.
+func New(cfg Config, emb Embedder, store Store) (*Cache, error) {
+	if emb == nil || store == nil {
+		return nil, errors.New("semantic: embedder and store are required")
+	}
+	if math.IsNaN(cfg.Threshold) || cfg.Threshold <= 0 || cfg.Threshold > 1 {
+		return nil, fmt.Errorf("semantic: Threshold %v: want a cosine similarity in (0, 1]", cfg.Threshold)
+	}
+	if cfg.TopK < 0 {
+		return nil, fmt.Errorf("semantic: TopK %d: must not be negative", cfg.TopK)
+	}
+	if cfg.TopK == 0 {
+		cfg.TopK = 4
+	}
+	if cfg.TTL < 0 {
+		return nil, fmt.Errorf("semantic: TTL %v: must not be negative", cfg.TTL)
+	}
+	if cfg.TTL == 0 {
+		cfg.TTL = time.Hour
+	}
+	if cfg.UpstreamTimeout < 0 {
+		return nil, fmt.Errorf("semantic: UpstreamTimeout %v: must not be negative", cfg.UpstreamTimeout)
+	}
+	if cfg.UpstreamTimeout == 0 {
+		cfg.UpstreamTimeout = 120 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Cache{cfg: cfg, emb: emb, store: store, log: cfg.Logger}, nil
+}
+
+// Normalization returns the cache's exact-key normalisation, for Identify.
+func (c *Cache) Normalization() Normalization { return c.cfg.Normalization }
+
+// Threshold returns the configured cosine-similarity threshold.
+func (c *Cache) Threshold() float64 { return c.cfg.Threshold }
+
+// Embedder returns the cache's embedder.
+func (c *Cache) Embedder() Embedder { return c.emb }
+
+// Upstream is the answer of the LLM API to one request, as the proxy
+// relays it.
+type Upstream struct {
+	// Status is the HTTP status code.
+	Status int
+	// ContentType is the Content-Type header.
+	ContentType string
+	// Body is the response body, unchanged.
+	Body []byte
+}
+
+// FetchFunc calls the upstream LLM API. The context it gets is detached from
+// the client that triggered it (it carries only the UpstreamTimeout), since
+// its answer may be shared by several coalesced requests. A non-nil error
+// means no answer at all (connection refused, timeout); an HTTP error status
+// is an answer and is returned in Upstream.
+type FetchFunc func(ctx context.Context) (Upstream, error)
+
+// Outcome says how a request was answered.
+type Outcome string
+
+// Outcomes, as shown in the X-Semcache-Status header.
+const (
+	Hit    Outcome = "HIT"
+	Miss   Outcome = "MISS"
+	Bypass Outcome = "BYPASS"
+)
+
+// Tier says which tier served a hit.
+type Tier string
+
+// Tiers, as shown in the X-Semcache-Tier header.
+const (
+	TierExact    Tier = "exact"
+	TierSemantic Tier = "semantic"
+)
+
+// Result is the answer to one request.
+type Result struct {
+	Outcome Outcome
+	// Tier is set on hits.
+	Tier Tier
+	// Similarity is the cosine similarity in [-1, 1] of a semantic hit's
+	// stored prompt to this request's prompt; 0 otherwise.
+	Similarity float64
+	// Key is the id of the entry that served the hit, or that this miss
+	// stored (or would have stored); the X-Semcache-Key header.
+	Key string
+	// Age is how long ago a hit's entry was stored.
+	Age time.Duration
+	// Stored reports whether a miss's answer was stored.
+	Stored bool
+	// Shared reports whether this answer came out of a single flight that
+	// several concurrent identical requests joined (one upstream call for
+	// all of them).
+	Shared bool
+	Upstream
+
+	// token usage of the entry that served a hit, for the stats
+	savedPrompt, savedCompletion int
+}
+
+// Entry is what the cache stores per answer, encoded as JSON in the Store.
+type Entry struct {
+	Key    string `json:"key"`
+	Scope  string `json:"scope"`
+	Prompt string `json:"prompt"`
+	// Response is the upstream's 200 body, byte for byte.
+	Response    string `json:"response"`
+	ContentType string `json:"content_type,omitempty"`
+	// CreatedAt is when the entry was stored (Unix milliseconds).
+	CreatedAt int64 `json:"created_at_ms"`
+	// PromptTokens and CompletionTokens come from the response's usage and
+	// are counted as saved on every hit.
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+}
+
+// Do answers one cacheable request: the exact tier, then, within a single
+// flight per exact key, the exact tier again, the semantic tier and finally
+// fetch. A complete 200 answer (see Cacheable) is stored with the prompt's
+// vector before Do returns, so the next identical request hits.
+//
+// Lookup and store failures (embedder or store errors) are logged and
+// counted, and the request goes upstream: the cache fails open. Do returns an
+// error only when fetch does.
+func (c *Cache) Do(ctx context.Context, id Identity, fetch FetchFunc) (Result, error) {
+	c.stats.Requests.Add(1)
+	if r, ok := c.exact(ctx, id); ok {
+		return r, nil
+	}
+	ch := c.flight.DoChan(id.Key, func() (any, error) {
+		// The shared work must not die with the first client: detach it
+		// and bound it by its own timeout.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.UpstreamTimeout)
+		defer cancel()
+		return c.lookupOrFetch(fctx, id, fetch)
+	})
+	select {
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
+	case res := <-ch:
+		if res.Err != nil {
+			return Result{}, res.Err
+		}
+		r := res.Val.(Result)
+		r.Shared = res.Shared
+		c.count(r)
+		return r, nil
+	}
+}
+
+// exact serves an exact-tier hit, counting it.
+func (c *Cache) exact(ctx context.Context, id Identity) (Result, bool) {
+	r, ok := c.getEntry(ctx, id.Key)
+	if !ok {
+		return Result{}, false
+	}
+	r.Tier = TierExact
+	c.count(r)
+	return r, true
+}
+
+// getEntry loads and decodes an entry; a store or decoding failure is logged
+// and reported as a miss.
+func (c *Cache) getEntry(ctx context.Context, key string) (Result, bool) {
+	raw, ok, err := c.store.Get(ctx, key)
+	if err != nil {
+		c.stats.LookupErrors.Add(1)
+		c.log.Warn("cache lookup failed", "key", key, "err", err)
+		return Result{}, false
+	}
+	if !ok {
+		return Result{}, false
+	}
+	var e Entry
+	if err := json.Unmarshal(raw, &e); err != nil {
+		c.stats.LookupErrors.Add(1)
+		c.log.Warn("cache entry undecodable", "key", key, "err", err)
+		return Result{}, false
+	}
+	age := c.cfg.Now().Sub(time.UnixMilli(e.CreatedAt))
+	if age < 0 {
+		age = 0
+	}
+	return Result{
+		Outcome:  Hit,
+		Key:      e.Key,
+		Age:      age,
+		Upstream: Upstream{Status: 200, ContentType: e.ContentType, Body: []byte(e.Response)},
+		// Saved tokens are added in count.
+	}.withTokens(e), true
+}
+
+// lookupOrFetch runs inside the single flight of id.Key.
+func (c *Cache) lookupOrFetch(ctx context.Context, id Identity, fetch FetchFunc) (Result, error) {
+	// Re-check inside the flight: a flight that finished just before this
+	// one started has stored the answer.
+	if r, ok := c.getEntry(ctx, id.Key); ok {
+		r.Tier = TierExact
+		return r, nil
+	}
+	var vec []float32
+	if id.Semantic {
+		var r Result
+		var ok bool
+		vec, r, ok = c.semantic(ctx, id)
+		if ok {
+			return r, nil
+		}
+	}
+	c.stats.UpstreamCalls.Add(1)
+	up, err := fetch(ctx)
+	if err != nil {
+		c.stats.UpstreamErrors.Add(1)
+		return Result{}, err
+	}
+	if up.Status != 200 {
+		c.stats.UpstreamErrors.Add(1)
+	}
+	r := Result{Outcome: Miss, Key: id.Key, Upstream: up}
+	if usage, ok := Cacheable(up); ok {
+		e := Entry{
+			Key:              id.Key,
+			Scope:            id.Scope,
+			Prompt:           id.Normalized,
+			Response:         string(up.Body),
+			ContentType:      up.ContentType,
+			CreatedAt:        c.cfg.Now().UnixMilli(),
+			PromptTokens:     usage.PromptTokens,
+			CompletionTokens: usage.CompletionTokens,
+		}
+		if err := c.put(ctx, e, vec); err != nil {
+			c.stats.StoreErrors.Add(1)
+			c.log.Warn("cache store failed", "key", id.Key, "err", err)
+		} else {
+			r.Stored = true
+		}
+	}
+	return r, nil
+}
+
+// semantic embeds the prompt and searches its scope. It returns the vector
+// (nil when embedding failed) for the store that may follow.
+func (c *Cache) semantic(ctx context.Context, id Identity) ([]float32, Result, bool) {
+	vecs, err := c.emb.Embed(ctx, []string{id.Prompt})
+	if err == nil && len(vecs) != 1 {
+		err = fmt.Errorf("embedder returned %d vectors for 1 text", len(vecs))
+	}
+	if err != nil {
+		c.stats.LookupErrors.Add(1)
+		c.log.Warn("embed prompt failed", "err", err)
+		return nil, Result{}, false
+	}
+	vec := vecs[0]
+	nn, err := c.store.Search(ctx, id.Scope, vec, c.cfg.TopK)
+	if err != nil {
+		c.stats.LookupErrors.Add(1)
+		c.log.Warn("semantic search failed", "err", err)
+		return vec, Result{}, false
+	}
+	for _, n := range nn {
+		if !c.Accept(float64(n.Similarity)) {
+			break // best first: nothing further can pass
+		}
+		r, ok := c.getEntry(ctx, n.ID)
+		if !ok {
+			continue // expired between search and get
+		}
+		r.Tier = TierSemantic
+		r.Similarity = float64(n.Similarity)
+		return vec, r, true
+	}
+	return vec, Result{}, false
+}
+
+// Accept reports whether a neighbour at cosine similarity sim (in [-1, 1])
+// may be served: sim >= Threshold, with a 1e-6 float32 tolerance.
+func (c *Cache) Accept(sim float64) bool {
+	return sim+similarityTolerance >= c.cfg.Threshold
+}
+
+func (c *Cache) put(ctx context.Context, e Entry, vec []float32) error {
+	raw, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("encode entry: %w", err)
+	}
+	return c.store.Set(ctx, e.Key, e.Scope, raw, vec, c.cfg.TTL)
+}
+
+// Delete removes one entry by key (the X-Semcache-Key header value) from
+// both tiers and reports whether it existed.
+func (c *Cache) Delete(ctx context.Context, key string) (bool, error) {
+	return c.store.Delete(ctx, key)
+}
+
+// Len returns the number of live entries.
+func (c *Cache) Len(ctx context.Context) (int, error) { return c.store.Len(ctx) }
+
+// Usage is the token usage of a chat completion.
+type Usage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+}
+
+// storableFinish lists the finish reasons of complete answers. "length" is
+// included because max_tokens is part of the scope, so the same request
+// would be cut at the same length again; "content_filter", null and unknown
+// reasons are not stored.
+var storableFinish = map[string]bool{"stop": true, "length": true, "tool_calls": true, "function_call": true}
+
+// Cacheable reports whether an upstream answer may be stored: status 200, a
+// JSON chat.completion body with at least one choice, and every choice
+// finished with a reason in storableFinish. It returns the answer's usage.
+func Cacheable(up Upstream) (Usage, bool) {
+	if up.Status != 200 {
+		return Usage{}, false
+	}
+	var body struct {
+		Choices []struct {
+			FinishReason *string `json:"finish_reason"`
+		} `json:"choices"`
+		Usage Usage `json:"usage"`
+	}
+	if err := json.Unmarshal(up.Body, &body); err != nil || len(body.Choices) == 0 {
+		return Usage{}, false
+	}
+	for _, ch := range body.Choices {
+		if ch.FinishReason == nil || !storableFinish[*ch.FinishReason] {
+			return Usage{}, false
+		}
+	}
+	return body.Usage, true
+}
+
+// withTokens records the entry's usage on the result for the stats.
+func (r Result) withTokens(e Entry) Result {
+	r.savedPrompt, r.savedCompletion = e.PromptTokens, e.CompletionTokens
+	return r
+}

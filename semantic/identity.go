@@ -1,0 +1,308 @@
+package semantic
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode"
+
+	"golang.org/x/text/unicode/norm"
+)
+
+// ErrBadRequest is wrapped by every error that Identify returns for a
+// request body the cache cannot accept (malformed JSON, no messages, a field
+// of the wrong type). Callers map it to HTTP 400 with errors.Is.
+var ErrBadRequest = errors.New("invalid request")
+
+// ignoredParams are the top-level request fields that never change the
+// answer and so are left out of the scope. Every other field, including
+// unknown ones, is part of the scope: an unknown parameter might change the
+// answer, and serving a wrong answer is worse than a miss.
+//
+//   - stream, stream_options: the transport shape, not the content.
+//   - store, metadata: OpenAI's stored-completions bookkeeping.
+//   - semcache: this cache's own per-request controls.
+var ignoredParams = map[string]bool{
+	"stream":         true,
+	"stream_options": true,
+	"store":          true,
+	"metadata":       true,
+	"semcache":       true,
+}
+
+// Normalization selects how the last user message is normalised before it
+// becomes part of the exact key. The zero value is the default: Unicode NFC,
+// lower-case, runs of white space collapsed to one space and trimmed. The
+// embedder always sees the original text; normalisation only decides which
+// prompts share an exact-tier entry.
+type Normalization struct {
+	// SkipNFC leaves the text in its original Unicode normal form.
+	SkipNFC bool
+	// KeepCase leaves letter case as sent.
+	KeepCase bool
+	// KeepSpace leaves white space as sent (no collapsing, no trimming).
+	KeepSpace bool
+}
+
+// Normalize returns s normalised as n says. It is a pure function and safe
+// for concurrent use.
+func (n Normalization) Normalize(s string) string {
+	if !n.SkipNFC {
+		s = norm.NFC.String(s)
+	}
+	if !n.KeepCase {
+		s = strings.ToLower(s)
+	}
+	if !n.KeepSpace {
+		s = strings.Join(strings.FieldsFunc(s, unicode.IsSpace), " ")
+	}
+	return s
+}
+
+// Identity is the cache identity of one chat-completion request, built by
+// Identify: the one place that decides who may see an entry. The same Scope
+// is part of the exact Key and is the filter of the semantic tier's KNN
+// query, so the two tiers can never disagree.
+type Identity struct {
+	// Scope is a hex SHA-256 (64 characters) over the canonical JSON of
+	// everything that changes the answer except the last user message's
+	// text: tenant, namespace, model, every parameter not in the ignored
+	// list, every earlier message, and the last message's other fields.
+	Scope string
+	// Key is the exact-tier key and the entry id: hex SHA-256 (64
+	// characters) of Scope and the normalised prompt. It is what the
+	// X-Semcache-Key response header shows.
+	Key string
+	// Prompt is the last user message's text as sent; it is what gets
+	// embedded. For content that is not plain text (images, audio) it is the
+	// canonical JSON of the content and Semantic is false.
+	Prompt string
+	// Normalized is Prompt after Normalization, the text of the exact key.
+	Normalized string
+	// Semantic reports whether the semantic tier may be used: the last
+	// message is a user message whose content is text only. Requests with
+	// image or audio parts use the exact tier only, since the embedder sees
+	// text alone.
+	Semantic bool
+	// Model is the request's model field, for logs and stats.
+	Model string
+}
+
+// Request is the part of a chat-completion body that the proxy needs to
+// route it; Identify fills it in.
+type Request struct {
+	// Stream is the body's "stream" field.
+	Stream bool
+	// Cacheable is false when the request cannot be cached at all: the last
+	// message is not a user message (a tool result, an assistant prefill).
+	Cacheable bool
+}
+
+// Identify parses a chat-completion request body and builds its cache
+// identity for the given tenant and namespace (either may be empty). The
+// tenant is an opaque string chosen by the caller (the proxy uses a hash of
+// the bearer token, never the token itself).
+//
+// Errors wrap ErrBadRequest and name the offending field: malformed JSON, a
+// missing or non-string model, a missing or empty messages array, a message
+// that is not an object or has no string role, content that is neither a
+// string, null nor an array. Identify is a pure function, safe for
+// concurrent use.
+func Identify(body []byte, tenant, namespace string, n Normalization) (Identity, Request, error) {
+	var id Identity
+	var rq Request
+	var fields map[string]any
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(&fields); err != nil {
+		return id, rq, fmt.Errorf("%w: body is not a JSON object: %v", ErrBadRequest, err)
+	}
+	// dec.More reports false for a stray '}' or ']', so check the rest of
+	// the body directly: only JSON white space may follow the object.
+	if len(bytes.TrimLeft(body[dec.InputOffset():], " \t\r\n")) != 0 {
+		return id, rq, fmt.Errorf("%w: trailing data after the JSON object", ErrBadRequest)
+	}
+	if fields == nil {
+		return id, rq, fmt.Errorf("%w: body is not a JSON object", ErrBadRequest)
+	}
+	model, ok := fields["model"].(string)
+	if !ok || model == "" {
+		return id, rq, fmt.Errorf("%w: field model: want a non-empty string", ErrBadRequest)
+	}
+	id.Model = model
+	if s, present := fields["stream"]; present && s != nil {
+		b, ok := s.(bool)
+		if !ok {
+			return id, rq, fmt.Errorf("%w: field stream: want a boolean", ErrBadRequest)
+		}
+		rq.Stream = b
+	}
+	msgs, ok := fields["messages"].([]any)
+	if !ok {
+		return id, rq, fmt.Errorf("%w: field messages: want an array of message objects", ErrBadRequest)
+	}
+	if len(msgs) == 0 {
+		return id, rq, fmt.Errorf("%w: field messages: must not be empty", ErrBadRequest)
+	}
+	for i, m := range msgs {
+		obj, ok := m.(map[string]any)
+		if !ok {
+			return id, rq, fmt.Errorf("%w: field messages[%d]: want an object", ErrBadRequest, i)
+		}
+		if r, ok := obj["role"].(string); !ok || r == "" {
+			return id, rq, fmt.Errorf("%w: field messages[%d].role: want a non-empty string", ErrBadRequest, i)
+		}
+		switch obj["content"].(type) {
+		case nil, string, []any:
+		default:
+			return id, rq, fmt.Errorf("%w: field messages[%d].content: want a string, null or an array of parts", ErrBadRequest, i)
+		}
+	}
+
+	last := msgs[len(msgs)-1].(map[string]any)
+	rq.Cacheable = last["role"] == "user"
+	prompt, text := promptText(last["content"])
+	id.Prompt = prompt
+	id.Semantic = rq.Cacheable && text
+	id.Normalized = n.Normalize(prompt)
+
+	// The scope: every field but the ignored ones, with the last message's
+	// content removed (it is what the exact key and the embedding cover).
+	params := make(map[string]any, len(fields))
+	for k, v := range fields {
+		if !ignoredParams[k] && k != "messages" {
+			params[k] = v
+		}
+	}
+	lastMeta := make(map[string]any, len(last))
+	for k, v := range last {
+		if k != "content" {
+			lastMeta[k] = v
+		}
+	}
+	scopeDoc := map[string]any{
+		"v":         1, // bump when the scope layout changes
+		"tenant":    tenant,
+		"namespace": namespace,
+		"params":    params,
+		"history":   msgs[:len(msgs)-1],
+		"last":      lastMeta,
+	}
+	canon, err := canonicalJSON(scopeDoc)
+	if err != nil {
+		return id, rq, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	id.Scope = hashHex(canon)
+	id.Key = hashHex([]byte(id.Scope + "\x00" + id.Normalized))
+	return id, rq, nil
+}
+
+// promptText returns the text of a message content and whether it is text
+// only. A string is itself; an array of {"type":"text","text":...} parts is
+// their texts joined by newlines; anything else (image, audio or file parts)
+// is its canonical JSON, reported as not text.
+func promptText(content any) (string, bool) {
+	switch c := content.(type) {
+	case string:
+		return c, true
+	case []any:
+		var parts []string
+		for _, p := range c {
+			obj, ok := p.(map[string]any)
+			if !ok || obj["type"] != "text" {
+				return canonicalString(content), false
+			}
+			t, ok := obj["text"].(string)
+			if !ok {
+				return canonicalString(content), false
+			}
+			parts = append(parts, t)
+		}
+		return strings.Join(parts, "\n"), true
+	default:
+		return canonicalString(content), false
+	}
+}
+
+func canonicalString(v any) string {
+	b, err := canonicalJSON(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
+}
+
+// canonicalJSON encodes v with sorted object keys (encoding/json sorts map
+// keys) and numbers in one spelling: integers as written, other numbers in
+// Go's shortest 'g' form, so 0.70 and 0.7 give the same bytes. Map
+// iteration order can never change the result.
+func canonicalJSON(v any) ([]byte, error) {
+	c, err := canonicalValue(v)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(c)
+}
+
+func canonicalValue(v any) (any, error) {
+	switch x := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			c, err := canonicalValue(e)
+			if err != nil {
+				return nil, err
+			}
+			out[k] = c
+		}
+		return out, nil
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			c, err := canonicalValue(e)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = c
+		}
+		return out, nil
+	case json.Number:
+		s := string(x)
+		if !strings.ContainsAny(s, ".eE") {
+			if s == "-0" {
+				s = "0"
+			}
+			return json.Number(s), nil
+		}
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return nil, fmt.Errorf("number %q: %w", s, err)
+		}
+		if f == float64(int64(f)) && f < 1e15 && f > -1e15 {
+			return json.Number(strconv.FormatInt(int64(f), 10)), nil
+		}
+		return json.Number(strconv.FormatFloat(f, 'g', -1, 64)), nil
+	default:
+		return v, nil
+	}
+}
+
+func hashHex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// TenantFromToken returns the tenant id for a bearer token: a hex SHA-256
+// (first 32 characters) of a fixed prefix and the token, so the token itself
+// is never stored or logged. An empty token is the tenant "anonymous".
+func TenantFromToken(token string) string {
+	if token == "" {
+		return "anonymous"
+	}
+	return "t-" + hashHex([]byte("semcache-tenant\x00" + token))[:32]
+}

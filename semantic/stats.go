@@ -1,0 +1,105 @@
+package semantic
+
+import (
+	"context"
+	"sync/atomic"
+)
+
+// Stats are the cache's counters since start. Every field is safe for
+// concurrent use; read them with Load. They carry no dependency so that the
+// api package can export them to JSON and Prometheus at the edge.
+type Stats struct {
+	// Requests counts requests that went through Do (bypasses are not
+	// included).
+	Requests atomic.Int64
+	// ExactHits and SemanticHits count hits by tier.
+	ExactHits    atomic.Int64
+	SemanticHits atomic.Int64
+	// Misses counts requests answered by an upstream call, their own or a
+	// coalesced one.
+	Misses atomic.Int64
+	// Bypasses counts requests the proxy forwarded without the cache
+	// (streaming, cache off, not cacheable); the proxy increments it.
+	Bypasses atomic.Int64
+	// UpstreamCalls counts calls to the upstream made by the cache; fewer
+	// than Misses when concurrent identical misses were coalesced.
+	UpstreamCalls atomic.Int64
+	// UpstreamErrors counts upstream calls that failed or answered with a
+	// status other than 200.
+	UpstreamErrors atomic.Int64
+	// LookupErrors counts embedder and store failures on the read path;
+	// each one made the request go upstream (fail open).
+	LookupErrors atomic.Int64
+	// StoreErrors counts answers that could not be stored.
+	StoreErrors atomic.Int64
+	// PromptTokensSaved and CompletionTokensSaved add up the usage of the
+	// entries that served hits.
+	PromptTokensSaved     atomic.Int64
+	CompletionTokensSaved atomic.Int64
+}
+
+// Stats returns the cache's live counters.
+func (c *Cache) Stats() *Stats { return &c.stats }
+
+// Snapshot is a point-in-time copy of Stats plus derived figures, in the
+// shape of GET /api/v1/cache/stats.
+type Snapshot struct {
+	Requests              int64   `json:"requests"`
+	Hits                  int64   `json:"hits"`
+	ExactHits             int64   `json:"exact_hits"`
+	SemanticHits          int64   `json:"semantic_hits"`
+	Misses                int64   `json:"misses"`
+	Bypasses              int64   `json:"bypasses"`
+	HitRate               float64 `json:"hit_rate"` // hits / requests, 0 when no requests
+	Entries               int     `json:"entries"`  // -1 when the store could not count
+	UpstreamCalls         int64   `json:"upstream_calls"`
+	UpstreamErrors        int64   `json:"upstream_errors"`
+	LookupErrors          int64   `json:"lookup_errors"`
+	StoreErrors           int64   `json:"store_errors"`
+	PromptTokensSaved     int64   `json:"prompt_tokens_saved"`
+	CompletionTokensSaved int64   `json:"completion_tokens_saved"`
+}
+
+// Snapshot copies the counters and counts the live entries.
+func (c *Cache) Snapshot(ctx context.Context) Snapshot {
+	s := &c.stats
+	out := Snapshot{
+		Requests:              s.Requests.Load(),
+		ExactHits:             s.ExactHits.Load(),
+		SemanticHits:          s.SemanticHits.Load(),
+		Misses:                s.Misses.Load(),
+		Bypasses:              s.Bypasses.Load(),
+		UpstreamCalls:         s.UpstreamCalls.Load(),
+		UpstreamErrors:        s.UpstreamErrors.Load(),
+		LookupErrors:          s.LookupErrors.Load(),
+		StoreErrors:           s.StoreErrors.Load(),
+		PromptTokensSaved:     s.PromptTokensSaved.Load(),
+		CompletionTokensSaved: s.CompletionTokensSaved.Load(),
+	}
+	out.Hits = out.ExactHits + out.SemanticHits
+	if out.Requests > 0 {
+		out.HitRate = float64(out.Hits) / float64(out.Requests)
+	}
+	n, err := c.store.Len(ctx)
+	if err != nil {
+		n = -1
+	}
+	out.Entries = n
+	return out
+}
+
+// count records one answered request in the stats.
+func (c *Cache) count(r Result) {
+	switch {
+	case r.Outcome == Hit && r.Tier == TierExact:
+		c.stats.ExactHits.Add(1)
+	case r.Outcome == Hit:
+		c.stats.SemanticHits.Add(1)
+	case r.Outcome == Miss:
+		c.stats.Misses.Add(1)
+	}
+	if r.Outcome == Hit {
+		c.stats.PromptTokensSaved.Add(int64(r.savedPrompt))
+		c.stats.CompletionTokensSaved.Add(int64(r.savedCompletion))
+	}
+}

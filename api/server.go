@@ -1,0 +1,279 @@
+// Package api is semcache's OpenAI-compatible HTTP proxy: it answers
+// POST /v1/chat/completions from the semantic cache or the upstream LLM API
+// and forwards every other /v1 request unchanged.
+package api
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/semcache/semcache/semantic"
+)
+
+// Response headers set on every chat completion that went through the proxy.
+const (
+	// HeaderStatus is HIT, MISS or BYPASS.
+	HeaderStatus = "X-Semcache-Status"
+	// HeaderTier is exact or semantic, on hits.
+	HeaderTier = "X-Semcache-Tier"
+	// HeaderSimilarity is the cosine similarity in [-1, 1] of a semantic
+	// hit (4 decimals).
+	HeaderSimilarity = "X-Semcache-Similarity"
+	// HeaderKey is the id of the entry that served the hit or that the miss
+	// stored.
+	HeaderKey = "X-Semcache-Key"
+)
+
+// Config configures a Server. New copies it.
+type Config struct {
+	// Upstream is the base URL of the OpenAI-compatible API, e.g.
+	// https://api.openai.com/v1; request paths below /v1 are appended to
+	// it. Required.
+	Upstream string
+	// UpstreamAPIKey, when set, replaces the client's Authorization header
+	// on upstream calls (Bearer UpstreamAPIKey). Empty means the client's
+	// header is passed through.
+	UpstreamAPIKey string
+	// SharedNamespace, when set, puts every client in one tenant of that
+	// name instead of one tenant per bearer token. Only for deployments
+	// whose clients may see each other's answers.
+	SharedNamespace string
+	// CacheDisabled makes the proxy a pure pass-through (the rollback
+	// switch): every chat completion is a BYPASS.
+	CacheDisabled bool
+	// MaxBodyBytes bounds request bodies; larger ones get 413. 0 means
+	// 4 MiB.
+	MaxBodyBytes int64
+	// HTTPClient calls the upstream. nil means a client with no overall
+	// timeout (the cache bounds each call with its UpstreamTimeout, and
+	// streams may run long).
+	HTTPClient *http.Client
+	// Logger receives request and error logs. nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Server is the caching proxy. It is safe for concurrent use.
+type Server struct {
+	cfg      Config
+	upstream *url.URL
+	cache    *semantic.Cache
+	client   *http.Client
+	proxy    *httputil.ReverseProxy
+	echo     *echo.Echo
+	log      *slog.Logger
+}
+
+// New returns a proxy in front of cfg.Upstream answering from cache. It
+// fails when the upstream URL is not an absolute http(s) URL or cache is nil.
+func New(cfg Config, cache *semantic.Cache) (*Server, error) {
+	if cache == nil {
+		return nil, errors.New("api: cache is required")
+	}
+	u, err := url.Parse(cfg.Upstream)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("api: Upstream %q: want an absolute http(s) URL such as https://api.openai.com/v1", cfg.Upstream)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	if cfg.MaxBodyBytes < 0 {
+		return nil, fmt.Errorf("api: MaxBodyBytes %d: must not be negative", cfg.MaxBodyBytes)
+	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = 4 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	client := cfg.HTTPClient
+	if client == nil {
+		client = &http.Client{}
+	}
+	s := &Server{cfg: cfg, upstream: u, cache: cache, client: client, log: cfg.Logger}
+	s.proxy = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme = u.Scheme
+			pr.Out.URL.Host = u.Host
+			pr.Out.URL.Path = s.upstreamPath(pr.In.URL.Path)
+			pr.Out.URL.RawPath = ""
+			pr.Out.Host = u.Host
+			s.setAuth(pr.Out.Header, pr.In.Header)
+		},
+		FlushInterval: -1, // flush every write: SSE must not be buffered
+		Transport:     client.Transport,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			s.log.Warn("upstream unreachable", "path", r.URL.Path, "err", err)
+			writeJSONError(w, &Error{Status: http.StatusBadGateway, Type: "upstream_error", Code: "upstream_unreachable", Message: "upstream unreachable"})
+		},
+	}
+
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.HTTPErrorHandler = s.errorHandler
+	e.Use(s.logRequests)
+	e.POST("/v1/chat/completions", s.chatCompletions)
+	e.GET("/healthz", s.healthz)
+	e.GET("/api/v1/cache/stats", s.stats)
+	e.Any("/v1/*", s.passThrough)
+	s.echo = e
+	return s, nil
+}
+
+// ServeHTTP serves the proxy's routes.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
+
+// logRequests logs every request at debug level: method, path, status,
+// cache outcome and duration. Headers are never logged, so bearer tokens
+// cannot leak into logs.
+func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			c.Error(err)
+		}
+		res := c.Response()
+		s.log.Debug("request", "method", c.Request().Method, "path", c.Request().URL.Path,
+			"status", res.Status, "cache", res.Header().Get(HeaderStatus),
+			"tier", res.Header().Get(HeaderTier), "ms", float64(time.Since(start).Microseconds())/1000)
+		return nil
+	}
+}
+
+// upstreamPath maps a client path below /v1 onto the upstream base path.
+func (s *Server) upstreamPath(p string) string {
+	return s.upstream.Path + strings.TrimPrefix(p, "/v1")
+}
+
+// setAuth sets the upstream Authorization header: the configured key when
+// there is one, else the client's header as sent.
+func (s *Server) setAuth(out, in http.Header) {
+	if s.cfg.UpstreamAPIKey != "" {
+		out.Set("Authorization", "Bearer "+s.cfg.UpstreamAPIKey)
+		return
+	}
+	if a := in.Get("Authorization"); a != "" {
+		out.Set("Authorization", a)
+	}
+}
+
+func (s *Server) healthz(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) stats(c echo.Context) error {
+	return c.JSON(http.StatusOK, s.cache.Snapshot(c.Request().Context()))
+}
+
+// passThrough forwards any other /v1 request unchanged.
+func (s *Server) passThrough(c echo.Context) error {
+	s.proxy.ServeHTTP(c.Response(), c.Request())
+	return nil
+}
+
+// tenant returns the request's tenant: the shared namespace when one is
+// configured, else a hash of the bearer token (never the token itself).
+func (s *Server) tenant(h http.Header) string {
+	if s.cfg.SharedNamespace != "" {
+		return "ns:" + s.cfg.SharedNamespace
+	}
+	auth := h.Get("Authorization")
+	token, ok := strings.CutPrefix(auth, "Bearer ")
+	if !ok {
+		token = auth
+	}
+	return semantic.TenantFromToken(strings.TrimSpace(token))
+}
+
+func (s *Server) chatCompletions(c echo.Context) error {
+	req := c.Request()
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), req.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return &Error{Status: http.StatusRequestEntityTooLarge, Type: "invalid_request_error", Code: "request_too_large",
+				Message: fmt.Sprintf("request body exceeds %d bytes", s.cfg.MaxBodyBytes)}
+		}
+		return badRequest("unreadable_body", "could not read request body")
+	}
+	id, rq, err := semantic.Identify(body, s.tenant(req.Header), "", s.cache.Normalization())
+	if err != nil {
+		return badRequest("invalid_request", err.Error())
+	}
+	if s.cfg.CacheDisabled || rq.Stream || !rq.Cacheable {
+		// Streaming is relayed as is until stream caching exists; a
+		// request whose last message is not a user message has no prompt
+		// to cache.
+		s.cache.Stats().Bypasses.Add(1)
+		c.Response().Header().Set(HeaderStatus, string(semantic.Bypass))
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		req.ContentLength = int64(len(body))
+		s.proxy.ServeHTTP(c.Response(), req)
+		return nil
+	}
+
+	header := req.Header.Clone()
+	res, err := s.cache.Do(req.Context(), id, func(ctx context.Context) (semantic.Upstream, error) {
+		return s.fetch(ctx, header, body)
+	})
+	if err != nil {
+		if req.Context().Err() != nil {
+			return nil // the client went away; nobody to answer
+		}
+		s.log.Warn("upstream call failed", "err", err)
+		return &Error{Status: http.StatusBadGateway, Type: "upstream_error", Code: "upstream_unreachable", Message: "upstream unreachable"}
+	}
+	h := c.Response().Header()
+	h.Set(HeaderStatus, string(res.Outcome))
+	h.Set(HeaderKey, res.Key)
+	if res.Outcome == semantic.Hit {
+		h.Set(HeaderTier, string(res.Tier))
+		h.Set("Age", strconv.FormatInt(int64(res.Age/time.Second), 10))
+		if res.Tier == semantic.TierSemantic {
+			h.Set(HeaderSimilarity, strconv.FormatFloat(res.Similarity, 'f', 4, 64))
+		}
+	}
+	ct := res.ContentType
+	if ct == "" {
+		ct = echo.MIMEApplicationJSON
+	}
+	return c.Blob(res.Status, ct, res.Body)
+}
+
+// fetch calls the upstream's chat completions endpoint with the client's
+// body and returns its answer unchanged.
+func (s *Server) fetch(ctx context.Context, in http.Header, body []byte) (semantic.Upstream, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.upstream.JoinPath("chat", "completions").String(), bytes.NewReader(body))
+	if err != nil {
+		return semantic.Upstream{}, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	for _, k := range []string{"OpenAI-Organization", "OpenAI-Project", "User-Agent"} {
+		if v := in.Get(k); v != "" {
+			req.Header.Set(k, v)
+		}
+	}
+	s.setAuth(req.Header, in)
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return semantic.Upstream{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		// A body cut short is no answer: never stored, reported as 502.
+		return semantic.Upstream{}, fmt.Errorf("read upstream body: %w", err)
+	}
+	return semantic.Upstream{Status: resp.StatusCode, ContentType: resp.Header.Get("Content-Type"), Body: b}, nil
+}

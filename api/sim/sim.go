@@ -1,0 +1,186 @@
+// Package sim is a simulated OpenAI-compatible LLM API: deterministic
+// answers that name the prompt they answer, token usage, and a configurable
+// latency. `semcache serve` runs it when no upstream is configured, and the
+// tests and the benchmark harness use it as their upstream.
+package sim
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// AnswerPrefix starts every simulated answer; the rest of the answer is the
+// last user message as sent, so a replay can tell which query an answer
+// (and so a cache hit) came from.
+const AnswerPrefix = "Simulated answer to: "
+
+// Config configures the simulator. Zero values mean no latency.
+type Config struct {
+	// Latency is the time to first token of every answer.
+	Latency time.Duration
+	// PerToken is added for every completion token (the generation time).
+	PerToken time.Duration
+}
+
+// Sim is the simulated upstream. It serves POST /v1/chat/completions
+// (JSON or, with "stream": true, server-sent events) and GET /v1/models. It
+// is safe for concurrent use.
+type Sim struct {
+	cfg   Config
+	calls atomic.Int64
+	mux   *http.ServeMux
+}
+
+// New returns a simulator.
+func New(cfg Config) *Sim {
+	s := &Sim{cfg: cfg, mux: http.NewServeMux()}
+	s.mux.HandleFunc("POST /v1/chat/completions", s.chat)
+	s.mux.HandleFunc("GET /v1/models", s.models)
+	return s
+}
+
+// Calls returns the number of chat completions answered so far.
+func (s *Sim) Calls() int64 { return s.calls.Load() }
+
+// ServeHTTP serves the simulator's routes.
+func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+type message struct {
+	Role    string          `json:"role"`
+	Content json.RawMessage `json:"content"`
+}
+
+// Tokens estimates the token count of text the way OpenAI's rule of thumb
+// does: about 4 characters per token, at least one per word.
+func Tokens(text string) int {
+	words := len(strings.Fields(text))
+	byChars := (len(text) + 3) / 4
+	return max(words, byChars)
+}
+
+func (s *Sim) chat(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Model    string    `json:"model"`
+		Messages []message `json:"messages"`
+		Stream   bool      `json:"stream"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil || len(req.Messages) == 0 {
+		http.Error(w, `{"error":{"message":"simulator: want a JSON body with messages","type":"invalid_request_error","code":null}}`, http.StatusBadRequest)
+		return
+	}
+	s.calls.Add(1)
+	prompt := 0
+	var lastUser string
+	for _, m := range req.Messages {
+		text := contentText(m.Content)
+		prompt += Tokens(text) + 4 // per-message overhead, as in OpenAI's counting
+		if m.Role == "user" {
+			lastUser = text
+		}
+	}
+	answer := AnswerPrefix + lastUser
+	completion := Tokens(answer)
+	if !sleep(r.Context(), s.cfg.Latency+time.Duration(completion)*s.cfg.PerToken) {
+		return
+	}
+	sum := sha256.Sum256([]byte(answer))
+	id := "chatcmpl-sim-" + hex.EncodeToString(sum[:8])
+	created := time.Now().Unix()
+	if req.Stream {
+		s.stream(w, id, req.Model, created, answer)
+		return
+	}
+	resp := map[string]any{
+		"id":      id,
+		"object":  "chat.completion",
+		"created": created,
+		"model":   req.Model,
+		"choices": []any{map[string]any{
+			"index":         0,
+			"message":       map[string]any{"role": "assistant", "content": answer},
+			"finish_reason": "stop",
+		}},
+		"usage": map[string]int{"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(resp)
+}
+
+// stream writes the answer as chat.completion.chunk events, one per word,
+// then the finish_reason chunk and [DONE].
+func (s *Sim) stream(w http.ResponseWriter, id, model string, created int64, answer string) {
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	fl, _ := w.(http.Flusher)
+	send := func(delta map[string]any, finish any) {
+		chunk := map[string]any{
+			"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+			"choices": []any{map[string]any{"index": 0, "delta": delta, "finish_reason": finish}},
+		}
+		b, _ := json.Marshal(chunk)
+		fmt.Fprintf(w, "data: %s\n\n", b)
+		if fl != nil {
+			fl.Flush()
+		}
+	}
+	send(map[string]any{"role": "assistant", "content": ""}, nil)
+	words := strings.SplitAfter(answer, " ")
+	for _, wd := range words {
+		send(map[string]any{"content": wd}, nil)
+	}
+	send(map[string]any{}, "stop")
+	fmt.Fprint(w, "data: [DONE]\n\n")
+	if fl != nil {
+		fl.Flush()
+	}
+}
+
+func (s *Sim) models(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	fmt.Fprint(w, `{"object":"list","data":[{"id":"sim-1","object":"model","created":0,"owned_by":"semcache-simulator"}]}`)
+}
+
+// contentText returns the text of a message content: a string, or the text
+// parts of an array joined by newlines.
+func contentText(raw json.RawMessage) string {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	var parts []struct {
+		Type string `json:"type"`
+		Text string `json:"text"`
+	}
+	if json.Unmarshal(raw, &parts) == nil {
+		var texts []string
+		for _, p := range parts {
+			if p.Type == "text" {
+				texts = append(texts, p.Text)
+			}
+		}
+		return strings.Join(texts, "\n")
+	}
+	return ""
+}
+
+// sleep waits d or until ctx ends; it reports whether d elapsed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,578 @@
+package benchmarks
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+)
+
+// Response headers set by the semcache proxy.
+const (
+	headerStatus     = "X-Semcache-Status"     // HIT, MISS or BYPASS
+	headerTier       = "X-Semcache-Tier"       // exact or semantic, on hits
+	headerSimilarity = "X-Semcache-Similarity" // cosine similarity in [-1, 1], on semantic hits
+)
+
+// simulatedPrefix starts the content of every answer of the simulated
+// upstream, followed by the query it answered; it lets replay recover the
+// source query of a cache hit.
+const simulatedPrefix = "Simulated answer to: "
+
+// progressEvery is the number of completed queries between progress lines.
+const progressEvery = 500
+
+// maxErrorSamples bounds the error messages kept in a ReplayReport.
+const maxErrorSamples = 10
+
+// replayOptions are the parsed flags of "bench replay".
+type replayOptions struct {
+	Target            string
+	Data              string
+	TextCol, LabelCol string
+	Model             string
+	APIKey            string
+	Concurrency       int
+	Limit             int
+	Timeout           time.Duration
+	Out               string
+}
+
+// Latency summarises the response times of one outcome, in milliseconds,
+// measured from sending the request to reading the whole response body.
+// Percentiles use the nearest-rank method (the smallest sample with at
+// least p% of the samples at or below it); they are 0 when Count is 0.
+type Latency struct {
+	// Count is the number of samples.
+	Count int `json:"count"`
+	// P50, P95 and P99 are the 50th, 95th and 99th percentiles, in
+	// milliseconds.
+	P50 float64 `json:"p50_ms"`
+	P95 float64 `json:"p95_ms"`
+	P99 float64 `json:"p99_ms"`
+}
+
+// HitStats counts the cache hits of one tier, or of both.
+type HitStats struct {
+	// Hits is the number of answers with X-Semcache-Status: HIT.
+	Hits int `json:"hits"`
+	// Correct is the number of attributed hits whose source query has the
+	// label of the query that hit.
+	Correct int `json:"correct"`
+	// Unattributed is the number of hits whose source query could not be
+	// recovered: the answer does not start with "Simulated answer to: " or
+	// the text after it is not in the data file (for example an entry left
+	// by an earlier run on other data).
+	Unattributed int `json:"unattributed"`
+	// Precision is Correct / (Hits - Unattributed), the same-intent share
+	// of the hits that could be judged; nil when there are none.
+	Precision *float64 `json:"precision"`
+}
+
+// ReplayReport is the result of "bench replay", written to replay.json.
+type ReplayReport struct {
+	// Target is the proxy's base URL; Data the replayed file; Model the
+	// model field sent; Concurrency the number of requests in flight.
+	Target      string `json:"target"`
+	Data        string `json:"data"`
+	Model       string `json:"model"`
+	Concurrency int    `json:"concurrency"`
+	// Queries is the number of queries sent.
+	Queries int `json:"queries"`
+	// Answered is the number of 200 answers with a valid cache status;
+	// Queries = Answered + Errors.
+	Answered int `json:"answered"`
+	// Hits, Misses and Bypassed split Answered by X-Semcache-Status.
+	Hits     int `json:"hits"`
+	Misses   int `json:"misses"`
+	Bypassed int `json:"bypassed"`
+	// HitRate is Hits / Answered; nil when nothing was answered.
+	HitRate *float64 `json:"hit_rate"`
+	// All, Exact and Semantic are the hit statistics overall and by tier.
+	All      HitStats `json:"all_hits"`
+	Exact    HitStats `json:"exact"`
+	Semantic HitStats `json:"semantic"`
+	// SemanticSimilarityMin is the lowest X-Semcache-Similarity (cosine,
+	// in [-1, 1]) seen on a semantic hit; nil when none carried one.
+	SemanticSimilarityMin *float64 `json:"semantic_similarity_min"`
+	// UpstreamCallsSaved equals Hits: each hit is an upstream call avoided.
+	UpstreamCallsSaved int `json:"upstream_calls_saved"`
+	// PromptTokensSaved and CompletionTokensSaved sum the usage fields of
+	// the hit responses.
+	PromptTokensSaved     int `json:"prompt_tokens_saved"`
+	CompletionTokensSaved int `json:"completion_tokens_saved"`
+	// ExactHitLatency, SemanticHitLatency, MissLatency and BypassLatency
+	// are the response times of each outcome, in milliseconds.
+	ExactHitLatency    Latency `json:"exact_hit_latency"`
+	SemanticHitLatency Latency `json:"semantic_hit_latency"`
+	MissLatency        Latency `json:"miss_latency"`
+	BypassLatency      Latency `json:"bypass_latency"`
+	// Errors counts queries without a valid answer: transport failures,
+	// non-200 statuses and malformed answers. ErrorsByKind splits them
+	// ("transport", "http 500", "bad response"); ErrorSamples holds the
+	// first few messages, each naming the data file line.
+	Errors       int            `json:"errors"`
+	ErrorsByKind map[string]int `json:"errors_by_kind,omitempty"`
+	ErrorSamples []string       `json:"error_samples,omitempty"`
+}
+
+// replayKind is the outcome of one replayed query.
+type replayKind int
+
+const (
+	kindError replayKind = iota
+	kindExact
+	kindSemantic
+	kindMiss
+	kindBypass
+)
+
+// replayResult is what replay records for one query.
+type replayResult struct {
+	kind      replayKind
+	errKind   string // for kindError: "transport", "http 500", "bad response"
+	errMsg    string
+	latencyMS float64
+	sim       float64 // X-Semcache-Similarity, when hasSim
+	hasSim    bool
+	// For hits: whether the source query was recovered, and whether its
+	// label matches.
+	attributed, correct bool
+	promptTokens        int
+	completionTokens    int
+}
+
+func runReplayCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("semcache bench replay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o replayOptions
+	fs.StringVar(&o.Target, "target", "", "base `URL` of a running proxy on loopback, e.g. http://127.0.0.1:8080/v1")
+	fs.StringVar(&o.Data, "data", "", "labelled query log `FILE` (CSV, or TSV if it ends in .tsv), replayed in order")
+	fs.StringVar(&o.TextCol, "text-col", "text", "header name of the text column")
+	fs.StringVar(&o.LabelCol, "label-col", "category", "header name of the label column")
+	fs.StringVar(&o.Model, "model", "sim-1", "model field of each request")
+	fs.IntVar(&o.Concurrency, "concurrency", 1, "requests in flight; 1 is deterministic, above 1 the order in which queries warm the cache is racy")
+	fs.IntVar(&o.Limit, "limit", 0, "replay only the first `N` queries (0 = all)")
+	fs.StringVar(&o.APIKey, "api-key", "sk-replay", "bearer token sent to the proxy (empty = no Authorization header)")
+	fs.DurationVar(&o.Timeout, "timeout", 60*time.Second, "timeout of each request")
+	fs.StringVar(&o.Out, "out", "", "optional `DIR` for replay.json (created if missing)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: semcache bench replay --target URL --data FILE [flags]\n\n"+
+			"Sends each query of FILE to URL/chat/completions and judges the cache's answers: a hit\n"+
+			"is correct when the query it was stored for has the same label. The proxy must use the\n"+
+			"simulated upstream, whose answers are \"Simulated answer to: <query>\".\n\nflags:\n")
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := o.validate(); err != nil {
+		return err
+	}
+	rep, err := runReplay(ctx, o, newReplayClient(o), stderr)
+	if err != nil {
+		return err
+	}
+	if err := writeReplaySummary(stdout, rep); err != nil {
+		return err
+	}
+	if o.Out != "" {
+		if err := os.MkdirAll(o.Out, 0o755); err != nil {
+			return err
+		}
+		js, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(o.Out, "replay.json"), append(js, '\n'), 0o644)
+	}
+	return nil
+}
+
+// validate checks the flags that do not need the data.
+func (o replayOptions) validate() error {
+	switch {
+	case o.Target == "":
+		return usageErrorf("--target is required")
+	case o.Data == "":
+		return usageErrorf("--data is required")
+	case o.TextCol == "" || o.LabelCol == "":
+		return usageErrorf("--text-col and --label-col must not be empty")
+	case o.Concurrency < 1:
+		return usageErrorf("--concurrency must be >= 1, got %d", o.Concurrency)
+	case o.Limit < 0:
+		return usageErrorf("--limit must be >= 0, got %d", o.Limit)
+	case o.Timeout <= 0:
+		return usageErrorf("--timeout must be > 0, got %v", o.Timeout)
+	}
+	if _, err := loopbackURL(o.Target); err != nil {
+		return usageErrorf("%v", err)
+	}
+	return nil
+}
+
+// loopbackURL parses a base URL and refuses anything but http or https to
+// a loopback host: "localhost", 127.0.0.0/8 or ::1. Replay sends thousands
+// of requests, so it must never be pointed at a remote (paid) service.
+func loopbackURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("--target %q: %v", raw, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("--target %q: want an http:// or https:// URL", raw)
+	}
+	host := u.Hostname()
+	if strings.EqualFold(host, "localhost") {
+		return u, nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return u, nil
+	}
+	return nil, fmt.Errorf("--target %q: host %q is not loopback; replay only talks to a proxy on localhost, 127.0.0.0/8 or ::1", raw, host)
+}
+
+// newReplayClient returns a client that never uses an environment proxy
+// and never follows redirects (a 3xx is an error), so requests cannot leave
+// the loopback host checked by loopbackURL.
+func newReplayClient(o replayOptions) *http.Client {
+	return &http.Client{
+		Timeout: o.Timeout,
+		Transport: &http.Transport{
+			Proxy:               nil,
+			MaxIdleConnsPerHost: o.Concurrency,
+			IdleConnTimeout:     30 * time.Second,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// runReplay sends the queries of o.Data, in file order, to the proxy with
+// o.Concurrency workers and summarises the answers, printing a progress
+// line to progress every progressEvery queries. With one worker the replay
+// is sequential and deterministic; with more, requests overlap and which
+// query stores the entry that a later one hits depends on timing.
+func runReplay(ctx context.Context, o replayOptions, client *http.Client, progress io.Writer) (*ReplayReport, error) {
+	base, err := loopbackURL(o.Target)
+	if err != nil {
+		return nil, err
+	}
+	endpoint := strings.TrimRight(base.String(), "/") + "/chat/completions"
+	data, err := LoadLabelled(o.Data, o.TextCol, o.LabelCol)
+	if err != nil {
+		return nil, err
+	}
+	labels := make(map[string]string, len(data))
+	for _, e := range data {
+		if _, seen := labels[e.Text]; !seen {
+			labels[e.Text] = e.Label
+		}
+	}
+	queries := data
+	if o.Limit > 0 && o.Limit < len(queries) {
+		queries = queries[:o.Limit]
+	}
+
+	results := make([]replayResult, len(queries))
+	jobs := make(chan int)
+	done := make(chan int)
+	var workers sync.WaitGroup
+	for range o.Concurrency {
+		workers.Go(func() {
+			for i := range jobs {
+				results[i] = replayOne(ctx, client, endpoint, o, queries[i], labels)
+				done <- i
+			}
+		})
+	}
+	go func() { // feeder: ends when every index is sent or ctx is done
+		defer close(jobs)
+		for i := range queries {
+			select {
+			case jobs <- i:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	go func() { // closes done once every worker has returned
+		workers.Wait()
+		close(done)
+	}()
+	var completed, hits, errs int
+	for i := range done {
+		completed++
+		switch results[i].kind {
+		case kindExact, kindSemantic:
+			hits++
+		case kindError:
+			errs++
+		}
+		if completed%progressEvery == 0 {
+			fmt.Fprintf(progress, "replay: %d/%d queries, %d hits, %d errors\n", completed, len(queries), hits, errs)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("replay stopped after %d of %d queries: %w", completed, len(queries), err)
+	}
+	rep := summariseReplay(results)
+	rep.Target, rep.Data, rep.Model, rep.Concurrency = o.Target, o.Data, o.Model, o.Concurrency
+	return rep, nil
+}
+
+// chatRequest is the body replay sends.
+type chatRequest struct {
+	Model    string        `json:"model"`
+	Messages []chatMessage `json:"messages"`
+}
+
+type chatMessage struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+}
+
+// chatResponse is the part of an OpenAI chat completion replay reads.
+type chatResponse struct {
+	Choices []struct {
+		Message chatMessage `json:"message"`
+	} `json:"choices"`
+	Usage struct {
+		PromptTokens     int `json:"prompt_tokens"`
+		CompletionTokens int `json:"completion_tokens"`
+	} `json:"usage"`
+}
+
+// replayOne sends one query and classifies the answer. labels maps each
+// text of the data file to its first label.
+func replayOne(ctx context.Context, client *http.Client, endpoint string, o replayOptions, q Example, labels map[string]string) replayResult {
+	fail := func(kind, format string, a ...any) replayResult {
+		return replayResult{kind: kindError, errKind: kind, errMsg: fmt.Sprintf("line %d: %s: ", q.Line, kind) + fmt.Sprintf(format, a...)}
+	}
+	body, err := json.Marshal(chatRequest{Model: o.Model, Messages: []chatMessage{{Role: "user", Content: q.Text}}})
+	if err != nil {
+		return fail("transport", "%v", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(body))
+	if err != nil {
+		return fail("transport", "%v", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if o.APIKey != "" {
+		req.Header.Set("Authorization", "Bearer "+o.APIKey)
+	}
+	start := time.Now()
+	resp, err := client.Do(req)
+	if err != nil {
+		return fail("transport", "%v", err)
+	}
+	respBody, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	resp.Body.Close()
+	latency := float64(time.Since(start).Microseconds()) / 1000
+	if err != nil {
+		return fail("transport", "read body: %v", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fail("http "+strconv.Itoa(resp.StatusCode), "%s", truncate(strings.TrimSpace(string(respBody)), 200))
+	}
+	r := replayResult{latencyMS: latency}
+	switch status := resp.Header.Get(headerStatus); status {
+	case "MISS":
+		r.kind = kindMiss
+		return r
+	case "BYPASS":
+		r.kind = kindBypass
+		return r
+	case "HIT":
+		switch tier := resp.Header.Get(headerTier); tier {
+		case "exact":
+			r.kind = kindExact
+		case "semantic":
+			r.kind = kindSemantic
+		default:
+			return fail("bad response", "HIT with %s %q, want exact or semantic", headerTier, tier)
+		}
+	default:
+		return fail("bad response", "%s %q, want HIT, MISS or BYPASS", headerStatus, status)
+	}
+	if s := resp.Header.Get(headerSimilarity); s != "" {
+		if v, err := strconv.ParseFloat(s, 64); err == nil && !math.IsNaN(v) {
+			r.sim, r.hasSim = v, true
+		}
+	}
+	var cr chatResponse
+	if err := json.Unmarshal(respBody, &cr); err != nil {
+		return fail("bad response", "hit body: %v", err)
+	}
+	if len(cr.Choices) == 0 {
+		return fail("bad response", "hit body has no choices")
+	}
+	r.promptTokens, r.completionTokens = cr.Usage.PromptTokens, cr.Usage.CompletionTokens
+	if src, ok := strings.CutPrefix(cr.Choices[0].Message.Content, simulatedPrefix); ok {
+		if label, ok := labels[src]; ok {
+			r.attributed, r.correct = true, label == q.Label
+		}
+	}
+	return r
+}
+
+// truncate shortens s to at most n bytes, marking the cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// summariseReplay computes the report counts from per-query results, in
+// query order (so error samples are the first ones in the file).
+func summariseReplay(results []replayResult) *ReplayReport {
+	rep := &ReplayReport{Queries: len(results)}
+	var exactMS, semMS, missMS, bypassMS []float64
+	for _, r := range results {
+		switch r.kind {
+		case kindError:
+			rep.Errors++
+			if rep.ErrorsByKind == nil {
+				rep.ErrorsByKind = make(map[string]int)
+			}
+			rep.ErrorsByKind[r.errKind]++
+			if len(rep.ErrorSamples) < maxErrorSamples {
+				rep.ErrorSamples = append(rep.ErrorSamples, r.errMsg)
+			}
+			continue
+		case kindMiss:
+			rep.Misses++
+			missMS = append(missMS, r.latencyMS)
+		case kindBypass:
+			rep.Bypassed++
+			bypassMS = append(bypassMS, r.latencyMS)
+		case kindExact:
+			countHit(&rep.Exact, r)
+			exactMS = append(exactMS, r.latencyMS)
+		case kindSemantic:
+			countHit(&rep.Semantic, r)
+			semMS = append(semMS, r.latencyMS)
+			if r.hasSim && (rep.SemanticSimilarityMin == nil || r.sim < *rep.SemanticSimilarityMin) {
+				s := r.sim
+				rep.SemanticSimilarityMin = &s
+			}
+		}
+		rep.Answered++
+		if r.kind == kindExact || r.kind == kindSemantic {
+			countHit(&rep.All, r)
+			rep.PromptTokensSaved += r.promptTokens
+			rep.CompletionTokensSaved += r.completionTokens
+		}
+	}
+	for _, h := range []*HitStats{&rep.All, &rep.Exact, &rep.Semantic} {
+		h.Precision = ratio(h.Correct, h.Hits-h.Unattributed)
+	}
+	rep.Hits = rep.All.Hits
+	rep.HitRate = ratio(rep.Hits, rep.Answered)
+	rep.UpstreamCallsSaved = rep.Hits
+	rep.ExactHitLatency = latencyOf(exactMS)
+	rep.SemanticHitLatency = latencyOf(semMS)
+	rep.MissLatency = latencyOf(missMS)
+	rep.BypassLatency = latencyOf(bypassMS)
+	return rep
+}
+
+func countHit(h *HitStats, r replayResult) {
+	h.Hits++
+	switch {
+	case !r.attributed:
+		h.Unattributed++
+	case r.correct:
+		h.Correct++
+	}
+}
+
+// latencyOf summarises samples in milliseconds; it sorts them in place.
+func latencyOf(ms []float64) Latency {
+	slices.Sort(ms)
+	return Latency{Count: len(ms), P50: percentile(ms, 50), P95: percentile(ms, 95), P99: percentile(ms, 99)}
+}
+
+// percentile returns the nearest-rank p-th percentile (0 < p <= 100) of
+// sorted: the element at rank ceil(p/100·n), 1-based; 0 when sorted is
+// empty.
+func percentile(sorted []float64, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	rank := int(math.Ceil(p / 100 * float64(len(sorted))))
+	return sorted[max(1, min(rank, len(sorted)))-1]
+}
+
+// writeReplaySummary writes the human-readable replay report.
+func writeReplaySummary(w io.Writer, rep *ReplayReport) error {
+	pct := func(r *float64) string {
+		if r == nil {
+			return "-"
+		}
+		return strconv.FormatFloat(100**r, 'f', 2, 64) + "%"
+	}
+	prec := func(h HitStats) string {
+		s := fmt.Sprintf("%s (%d/%d)", optRate(h.Precision, "-"), h.Correct, h.Hits-h.Unattributed)
+		if h.Unattributed > 0 {
+			s += fmt.Sprintf(", %d unattributed", h.Unattributed)
+		}
+		return s
+	}
+	fmt.Fprintf(w, "replay of %s through %s (model %s, concurrency %d)\n", rep.Data, rep.Target, rep.Model, rep.Concurrency)
+	if rep.Concurrency > 1 {
+		fmt.Fprintln(w, "note: with concurrency > 1 which query warms the cache for which is timing-dependent")
+	}
+	fmt.Fprintf(w, "queries               %d (answered %d, errors %d)\n", rep.Queries, rep.Answered, rep.Errors)
+	fmt.Fprintf(w, "hits                  %d (hit rate %s of answered): exact %d, semantic %d\n", rep.Hits, pct(rep.HitRate), rep.Exact.Hits, rep.Semantic.Hits)
+	fmt.Fprintf(w, "misses                %d\n", rep.Misses)
+	fmt.Fprintf(w, "bypassed              %d\n", rep.Bypassed)
+	fmt.Fprintf(w, "precision (same intent)\n  all hits            %s\n  exact               %s\n  semantic            %s\n", prec(rep.All), prec(rep.Exact), prec(rep.Semantic))
+	if rep.SemanticSimilarityMin != nil {
+		fmt.Fprintf(w, "lowest semantic similarity %.4f\n", *rep.SemanticSimilarityMin)
+	}
+	fmt.Fprintf(w, "upstream calls saved  %d\n", rep.UpstreamCallsSaved)
+	fmt.Fprintf(w, "tokens saved          prompt %d, completion %d\n", rep.PromptTokensSaved, rep.CompletionTokensSaved)
+	fmt.Fprintln(w, "latency (milliseconds)")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "outcome\tcount\tp50\tp95\tp99\t\n")
+	for _, l := range []struct {
+		name string
+		l    Latency
+	}{{"exact hit", rep.ExactHitLatency}, {"semantic hit", rep.SemanticHitLatency}, {"miss", rep.MissLatency}, {"bypass", rep.BypassLatency}} {
+		fmt.Fprintf(tw, "%s\t%d\t%.3f\t%.3f\t%.3f\t\n", l.name, l.l.Count, l.l.P50, l.l.P95, l.l.P99)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if rep.Errors > 0 {
+		kinds := make([]string, 0, len(rep.ErrorsByKind))
+		for k := range rep.ErrorsByKind {
+			kinds = append(kinds, k)
+		}
+		slices.Sort(kinds)
+		fmt.Fprintf(w, "errors                %d:", rep.Errors)
+		for _, k := range kinds {
+			fmt.Fprintf(w, " %s %d;", k, rep.ErrorsByKind[k])
+		}
+		fmt.Fprintln(w)
+		for _, s := range rep.ErrorSamples {
+			fmt.Fprintf(w, "  %s\n", s)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,67 @@
+package benchmarks
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// These tests run "bench tune" on the shared public data sets. They skip
+// unless SEMCACHE_DATA_DIR names the data folder (the one holding
+// banking77/ and hint3/), e.g.
+//
+//	SEMCACHE_DATA_DIR=/work/shared/data go test -run TestTune -v ./benchmarks
+
+func TestTuneBanking77(t *testing.T) {
+	dir := dataDir(t)
+	runTuneOnData(t, "tune",
+		"--warm", filepath.Join(dir, "banking77", "train.csv"),
+		"--queries", filepath.Join(dir, "banking77", "test.csv"))
+}
+
+func TestTuneHINT3(t *testing.T) {
+	dir := dataDir(t)
+	for _, bot := range []string{"sofmattress", "powerplay11", "curekart"} {
+		t.Run(bot, func(t *testing.T) {
+			runTuneOnData(t, "tune",
+				"--warm", filepath.Join(dir, "hint3", "v2", "train", bot+"_train.csv"),
+				"--queries", filepath.Join(dir, "hint3", "v2", "test", bot+"_test.csv"),
+				"--text-col", "sentence", "--label-col", "label", "--oos-label", "NO_NODES_DETECTED")
+		})
+	}
+}
+
+func dataDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("SEMCACHE_DATA_DIR")
+	if dir == "" {
+		t.Skip("SEMCACHE_DATA_DIR is not set")
+	}
+	return dir
+}
+
+// runTuneOnData runs Main with args plus --out, logs the table and the
+// recommendation for target precisions 0.99 (from Main), 0.95 and 0.90.
+func runTuneOnData(t *testing.T, args ...string) {
+	t.Helper()
+	out := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	if code := Main(context.Background(), append(args, "--out", out), &stdout, &stderr); code != 0 {
+		t.Fatalf("exit code %d; stderr:\n%s", code, stderr.String())
+	}
+	t.Logf("\n%s", stdout.String())
+	data, err := os.ReadFile(filepath.Join(out, "tune.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep TuneReport
+	if err := json.Unmarshal(data, &rep); err != nil {
+		t.Fatal(err)
+	}
+	for _, target := range []float64{0.95, 0.90} {
+		t.Logf("target %.2f: %s", target, recommend(rep.Rows, target).Message)
+	}
+}

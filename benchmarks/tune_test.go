@@ -1,0 +1,350 @@
+package benchmarks
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestThresholds(t *testing.T) {
+	got, err := thresholds(0.50, 1.00, 0.01)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 51 || got[0] != 0.5 || got[20] != 0.7 || got[37] != 0.87 || got[50] != 1 {
+		t.Errorf("thresholds(0.50, 1.00, 0.01) = %v", got)
+	}
+	got, _ = thresholds(0.1, 0.3, 0.1) // 0.1+2*0.1 is 0.30000000000000004 before rounding
+	if want := []float64{0.1, 0.2, 0.3}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("thresholds(0.1, 0.3, 0.1) = %v, want %v", got, want)
+	}
+	got, _ = thresholds(0.9, 0.9, 0.05)
+	if len(got) != 1 || got[0] != 0.9 {
+		t.Errorf("thresholds(0.9, 0.9, 0.05) = %v, want [0.9]", got)
+	}
+	for _, bad := range [][3]float64{{0.5, 1.1, 0.01}, {-1.5, 1, 0.1}, {0.9, 0.8, 0.01}, {0.5, 1, 0}, {0.5, 1, -0.1}, {-1, 1, 1e-7}, {math.NaN(), 1, 0.1}} {
+		if _, err := thresholds(bad[0], bad[1], bad[2]); err == nil {
+			t.Errorf("thresholds%v: no error", bad)
+		}
+	}
+}
+
+func TestFormatThreshold(t *testing.T) {
+	for in, want := range map[float64]string{0.7: "0.70", 1: "1.00", 0.87: "0.87", 0.705: "0.705", -0.5: "-0.50", 0: "0.00"} {
+		if got := formatThreshold(in); got != want {
+			t.Errorf("formatThreshold(%v) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// fiveQueries is a hand-computed fixture: 5 queries, 4 in scope (q4 is out
+// of scope), 3 answerable (q5's label is not in the warm set).
+var fiveQueries = []outcome{
+	{Sim: 0.95, Correct: true, InScope: true, Answerable: true},    // q1
+	{Sim: 0.90, Correct: false, InScope: true, Answerable: true},   // q2: nearest has another label
+	{Sim: 0.85, Correct: true, InScope: true, Answerable: true},    // q3
+	{Sim: 0.80, Correct: false, InScope: false, Answerable: false}, // q4: out of scope
+	{Sim: 0.60, Correct: false, InScope: true, Answerable: false},  // q5: label absent from warm set
+}
+
+func p(x float64) *float64 { return &x }
+
+// fiveQueriesRows are the expected rows of fiveQueries, computed by hand.
+var fiveQueriesRows = []TuneRow{
+	{Threshold: 0.60, Hits: 5, CorrectHits: 2, HitRate: 1, Precision: p(2.0 / 5), Recall: p(2.0 / 3), F1: p(4.0 / 8), FalseHitRate: 3.0 / 5, InScopeMissRate: p(0)},
+	{Threshold: 0.80, Hits: 4, CorrectHits: 2, HitRate: 0.8, Precision: p(2.0 / 4), Recall: p(2.0 / 3), F1: p(4.0 / 7), FalseHitRate: 2.0 / 5, InScopeMissRate: p(1.0 / 4)},
+	{Threshold: 0.85, Hits: 3, CorrectHits: 2, HitRate: 0.6, Precision: p(2.0 / 3), Recall: p(2.0 / 3), F1: p(4.0 / 6), FalseHitRate: 1.0 / 5, InScopeMissRate: p(1.0 / 4)},
+	{Threshold: 0.90, Hits: 2, CorrectHits: 1, HitRate: 0.4, Precision: p(1.0 / 2), Recall: p(1.0 / 3), F1: p(2.0 / 5), FalseHitRate: 1.0 / 5, InScopeMissRate: p(2.0 / 4)},
+	{Threshold: 0.95, Hits: 1, CorrectHits: 1, HitRate: 0.2, Precision: p(1), Recall: p(1.0 / 3), F1: p(2.0 / 4), FalseHitRate: 0, InScopeMissRate: p(3.0 / 4)},
+	{Threshold: 1.00, Hits: 0, CorrectHits: 0, HitRate: 0, Precision: nil, Recall: p(0), F1: p(0), FalseHitRate: 0, InScopeMissRate: p(1)},
+}
+
+func TestSweep(t *testing.T) {
+	got := sweep(fiveQueries, []float64{0.60, 0.80, 0.85, 0.90, 0.95, 1.00})
+	if len(got) != len(fiveQueriesRows) {
+		t.Fatalf("got %d rows, want %d", len(got), len(fiveQueriesRows))
+	}
+	for i := range got {
+		assertRow(t, got[i], fiveQueriesRows[i])
+	}
+}
+
+func TestSweepUndefinedRates(t *testing.T) {
+	// Every query out of scope: recall and the in-scope miss rate are
+	// undefined, F1 too since there are no hits either.
+	outs := []outcome{{Sim: 0.5}, {Sim: 0.7}}
+	got := sweep(outs, []float64{0.9})[0]
+	assertRow(t, got, TuneRow{Threshold: 0.9})
+}
+
+func assertRow(t *testing.T, got, want TuneRow) {
+	t.Helper()
+	eq := func(a, b float64) bool { return math.Abs(a-b) < 1e-12 }
+	optEq := func(a, b *float64) bool { return (a == nil) == (b == nil) && (a == nil || eq(*a, *b)) }
+	if got.Threshold != want.Threshold || got.Hits != want.Hits || got.CorrectHits != want.CorrectHits ||
+		!eq(got.HitRate, want.HitRate) || !optEq(got.Precision, want.Precision) || !optEq(got.Recall, want.Recall) ||
+		!optEq(got.F1, want.F1) || !eq(got.FalseHitRate, want.FalseHitRate) || !optEq(got.InScopeMissRate, want.InScopeMissRate) {
+		t.Errorf("row at %v:\n got %s\nwant %s", want.Threshold, rowString(got), rowString(want))
+	}
+}
+
+func rowString(r TuneRow) string {
+	return fmt.Sprintf("hits=%d correct=%d hit_rate=%v precision=%s recall=%s f1=%s false_hit_rate=%v inscope_miss_rate=%s",
+		r.Hits, r.CorrectHits, r.HitRate, optRate(r.Precision, "nil"), optRate(r.Recall, "nil"), optRate(r.F1, "nil"),
+		r.FalseHitRate, optRate(r.InScopeMissRate, "nil"))
+}
+
+func TestRecommend(t *testing.T) {
+	tests := []struct {
+		name          string
+		rows          []TuneRow
+		target        float64
+		wantFound     bool
+		wantThreshold float64 // of Row; NaN when Row is nil
+		wantMessage   string
+	}{
+		{"only the strictest threshold is precise enough", fiveQueriesRows, 0.99, true, 0.95, "recommended threshold 0.95"},
+		{"highest hit rate among those reaching the target", fiveQueriesRows, 0.6, true, 0.85, "recommended threshold 0.85"},
+		{"precision equal to the target qualifies", fiveQueriesRows, 0.4, true, 0.60, "recommended threshold 0.60"},
+		{"none reaches the target: report the most precise", fiveQueriesRows[:4], 0.9, false, 0.85, "no threshold reaches precision 0.9; the highest is 0.6667 (2/3"},
+		{"no hits at all", fiveQueriesRows[5:], 0.9, false, math.NaN(), "no threshold reaches precision 0.9: no threshold has any hit"},
+		{"ties on hits go to the stricter threshold", []TuneRow{
+			{Threshold: 0.80, Hits: 3, CorrectHits: 3, Precision: p(1)},
+			{Threshold: 0.81, Hits: 3, CorrectHits: 3, Precision: p(1)},
+			{Threshold: 0.82, Hits: 2, CorrectHits: 2, Precision: p(1)},
+		}, 0.99, true, 0.81, "recommended threshold 0.81"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := recommend(tt.rows, tt.target)
+			if got.Found != tt.wantFound {
+				t.Errorf("Found = %v, want %v", got.Found, tt.wantFound)
+			}
+			switch {
+			case math.IsNaN(tt.wantThreshold):
+				if got.Row != nil || got.PrecisionCI95 != nil {
+					t.Errorf("Row = %+v, CI %v; want none", got.Row, got.PrecisionCI95)
+				}
+			case got.Row == nil:
+				t.Errorf("Row = nil, want threshold %v", tt.wantThreshold)
+			case got.Row.Threshold != tt.wantThreshold:
+				t.Errorf("Row.Threshold = %v, want %v", got.Row.Threshold, tt.wantThreshold)
+			}
+			if !strings.Contains(got.Message, tt.wantMessage) {
+				t.Errorf("Message = %q, want it to contain %q", got.Message, tt.wantMessage)
+			}
+		})
+	}
+}
+
+func TestRecommendFlagsWeakEvidence(t *testing.T) {
+	// 1/1 correct reaches 0.99 but its Wilson interval is [0.21, 1].
+	got := recommend(fiveQueriesRows, 0.99)
+	lo, hi := got.PrecisionCI95[0], got.PrecisionCI95[1]
+	if math.Abs(lo-0.2065) > 1e-4 || hi != 1 {
+		t.Errorf("CI = [%v, %v], want [0.2065, 1]", lo, hi)
+	}
+	if !strings.Contains(got.Message, "not established with 95% confidence") {
+		t.Errorf("Message = %q, want a warning about the lower bound", got.Message)
+	}
+}
+
+func TestWilsonInterval(t *testing.T) {
+	tests := []struct {
+		k, n           int
+		wantLo, wantHi float64
+	}{
+		{5, 10, 0.2366, 0.7634},
+		{0, 10, 0, 0.2775},
+		{10, 10, 0.7225, 1},
+		{100, 100, 0.9630, 1},
+		{99, 100, 0.9455, 0.9982},
+		{0, 0, 0, 1},
+	}
+	for _, tt := range tests {
+		lo, hi := wilsonInterval(tt.k, tt.n, z95)
+		if math.Abs(lo-tt.wantLo) > 5e-5 || math.Abs(hi-tt.wantHi) > 5e-5 {
+			t.Errorf("wilsonInterval(%d, %d) = [%.4f, %.4f], want [%.4f, %.4f]", tt.k, tt.n, lo, hi, tt.wantLo, tt.wantHi)
+		}
+	}
+}
+
+func TestJudge(t *testing.T) {
+	warm := []Example{{Text: "a", Label: "A"}, {Text: "b", Label: "B"}, {Text: "x", Label: "OOS"}}
+	queries := []Example{{Label: "A"}, {Label: "A"}, {Label: "OOS"}, {Label: "C"}, {Label: "OOS"}}
+	nn := []neighbour{{0, 0.9}, {1, 0.8}, {2, 0.99}, {0, 0.7}, {0, 0.6}}
+	got := judge(warm, queries, nn, "OOS")
+	want := []outcome{
+		{Sim: 0.9, Correct: true, InScope: true, Answerable: true},
+		{Sim: 0.8, Correct: false, InScope: true, Answerable: true},
+		{Sim: 0.99, Correct: false, InScope: false, Answerable: false}, // same label, but out of scope: wrong
+		{Sim: 0.7, Correct: false, InScope: true, Answerable: false},
+		{Sim: 0.6, Correct: false, InScope: false, Answerable: false},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("judge:\n got %v\nwant %v", got, want)
+	}
+	// Without an out-of-scope label the OOS query matching an OOS warm
+	// example is an ordinary correct hit.
+	if got := judge(warm, queries, nn, ""); !got[2].Correct || !got[2].InScope {
+		t.Errorf("judge without oos label: %+v, want in scope and correct", got[2])
+	}
+}
+
+func TestNearestNeighbours(t *testing.T) {
+	warm := [][]float32{{1, 0}, {0, 1}, {0, 1}, {-1, 0}}
+	queries := [][]float32{{1, 0}, {0, 1}, {-1, 0}, {0.6, 0.8}, {0, -1}}
+	got := nearestNeighbours(context.Background(), queries, warm)
+	want := []neighbour{{0, 1}, {1, 1}, {3, 1}, {1, 0.8}, {0, 0}} // ties: lowest warm index
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+}
+
+func TestClampSim(t *testing.T) {
+	for in, want := range map[float64]float64{0.99999994: 1, 1.0000001: 1, 0.8700004: 0.87, -1.0000001: -1, 0.1234564: 0.123456} {
+		if got := clampSim(in); got != want {
+			t.Errorf("clampSim(%v) = %v, want %v", in, got, want)
+		}
+	}
+}
+
+func TestEmbedAllNormalisesAndChecksDimensions(t *testing.T) {
+	exs := []Example{{Text: "a", Line: 2}, {Text: "b", Line: 3}}
+	got, err := embedAll(context.Background(), mapEmbedder{"a": {3, 4}, "b": {0, 0}}, exs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != "[[0.6 0.8] [0 0]]" {
+		t.Errorf("got %v, want [[0.6 0.8] [0 0]]", got)
+	}
+	_, err = embedAll(context.Background(), mapEmbedder{"a": {3, 4}, "b": {1, 2, 3}}, exs)
+	if err == nil || !strings.Contains(err.Error(), "line 3") {
+		t.Errorf("got %v, want a dimension error naming line 3", err)
+	}
+}
+
+// mapEmbedder is a fake embedder that looks texts up in a map; unknown
+// texts embed to (0, 0, 1).
+type mapEmbedder map[string][]float32
+
+func (m mapEmbedder) Embed(_ context.Context, texts []string) ([][]float32, error) {
+	out := make([][]float32, len(texts))
+	for i, s := range texts {
+		v, ok := m[s]
+		if !ok {
+			v = []float32{0, 0, 1}
+		}
+		out[i] = append([]float32(nil), v...)
+	}
+	return out, nil
+}
+
+func (m mapEmbedder) Fingerprint() string { return "fake:map:3" }
+
+// writeFile writes content to name in dir and returns its path.
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestRunTuneEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	warm := writeFile(t, dir, "warm.csv", "text,category\nw1,A\nw2,B\nw3,OOS\n")
+	queries := writeFile(t, dir, "queries.csv", "text,category\nq1,A\nq2,A\nq3,B\nq4,OOS\n")
+	// cos(q1,w1)=1, cos(q2,w2)=0.8, cos(q3,w2)=0.6, cos(q4,w3)=0.96.
+	emb := mapEmbedder{
+		"w1": {1, 0, 0}, "w2": {0, 1, 0}, "w3": {0, 0, 1},
+		"q1": {1, 0, 0}, "q2": {0, 0.8, 0.6}, "q3": {0, 0.6, -0.8}, "q4": {0, 0.28, 0.96},
+	}
+	o := tuneOptions{Warm: warm, Queries: queries, Format: "intents", TextCol: "text", LabelCol: "category",
+		OOSLabel: "OOS", Min: 0.5, Max: 1, Step: 0.1, TargetPrecision: 0.99}
+	rep, err := runTune(context.Background(), o, emb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.QueryCount != 4 || rep.InScope != 3 || rep.Answerable != 3 || len(rep.Rows) != 6 {
+		t.Fatalf("report counts: %+v", rep)
+	}
+	// At 0.9: q1 (correct) and q4 (out of scope, sim 0.96) hit.
+	assertRow(t, rep.Rows[4], TuneRow{Threshold: 0.9, Hits: 2, CorrectHits: 1, HitRate: 0.5, Precision: p(0.5),
+		Recall: p(1.0 / 3), F1: p(2.0 / 5), FalseHitRate: 0.25, InScopeMissRate: p(2.0 / 3)})
+	if r := rep.Recommendation; !r.Found || r.Row.Threshold != 1 {
+		t.Errorf("recommendation %+v, want threshold 1.00", r)
+	}
+
+	var table bytes.Buffer
+	if err := writeTuneTable(&table, rep); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"embedder fake:map:3", "threshold  hits  hit_rate  precision", "0.90     2    0.5000     0.5000", "recommended threshold 1.00"} {
+		if !strings.Contains(table.String(), s) {
+			t.Errorf("table does not contain %q:\n%s", s, table.String())
+		}
+	}
+
+	out := filepath.Join(dir, "out")
+	if err := writeTuneFiles(out, rep); err != nil {
+		t.Fatal(err)
+	}
+	csvData, _ := os.ReadFile(filepath.Join(out, "tune.csv"))
+	wantCSV := "threshold,hits,hit_rate,precision,recall,f1,false_hit_rate,inscope_miss_rate\n" +
+		"0.50,4,1.000000,0.500000,0.666667,0.571429,0.500000,0.000000\n"
+	if !strings.HasPrefix(string(csvData), wantCSV) {
+		t.Errorf("tune.csv starts\n%s\nwant\n%s", csvData, wantCSV)
+	}
+	var js map[string]any
+	jsData, _ := os.ReadFile(filepath.Join(out, "tune.json"))
+	if err := json.Unmarshal(jsData, &js); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"embedder", "warm", "queries", "target_precision", "rows", "recommendation"} {
+		if _, ok := js[k]; !ok {
+			t.Errorf("tune.json has no %q", k)
+		}
+	}
+}
+
+func TestMainUsageErrors(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode int
+		wantErr  string
+	}{
+		{"no command", nil, 2, "usage: semcache bench"},
+		{"unknown command", []string{"load"}, 2, `unknown command "load"`},
+		{"tune without --warm", []string{"tune", "--queries", "q.csv"}, 2, "--warm is required"},
+		{"tune with another format", []string{"tune", "--warm", "w", "--queries", "q", "--format", "clinc"}, 2, `--format "clinc" is not yet supported`},
+		{"tune with the openai embedder", []string{"tune", "--warm", "w", "--queries", "q", "--embedder", "openai"}, 2, `--embedder "openai" is not yet supported`},
+		{"tune with a bad sweep", []string{"tune", "--warm", "w", "--queries", "q", "--min", "0.9", "--max", "0.8"}, 2, "is above --max"},
+		{"tune with a bad target", []string{"tune", "--warm", "w", "--queries", "q", "--target-precision", "1.5"}, 2, "--target-precision must be in (0, 1]"},
+		{"unknown flag", []string{"tune", "--nope"}, 2, "flag provided but not defined"},
+		{"positional argument", []string{"tune", "--warm", "w", "--queries", "q", "extra"}, 2, "unexpected arguments"},
+		{"help", []string{"tune", "-h"}, 0, "usage: semcache bench tune"},
+		{"replay to a remote host", []string{"replay", "--target", "https://api.openai.com/v1", "--data", "d.csv"}, 2, "is not loopback"},
+		{"replay with missing data", []string{"replay", "--target", "http://127.0.0.1:1/v1", "--data", "testdata/nope.csv"}, 1, "no such file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := Main(context.Background(), tt.args, &stdout, &stderr)
+			if code != tt.wantCode {
+				t.Errorf("exit code %d, want %d; stderr:\n%s", code, tt.wantCode, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), tt.wantErr) {
+				t.Errorf("stderr does not contain %q:\n%s", tt.wantErr, stderr.String())
+			}
+		})
+	}
+}

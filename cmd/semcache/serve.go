@@ -1,0 +1,369 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/semcache/semcache/api"
+	"github.com/semcache/semcache/api/sim"
+	"github.com/semcache/semcache/embedding"
+	"github.com/semcache/semcache/index"
+	"github.com/semcache/semcache/semantic"
+)
+
+// defaultThreshold is the cosine-similarity threshold each embedder gets
+// when --threshold is not given. The local embedder's value was measured
+// with `semcache bench tune` on BANKING77 (see README, "Choosing the
+// threshold"). The openai embedder has no default: we cannot measure a
+// remote model offline, and a guessed number is how other caches serve
+// wrong answers, so --threshold is required with it.
+var defaultThreshold = map[string]float64{
+	"local": localDefaultThreshold,
+}
+
+// serveConfig is everything `semcache serve` is configured with.
+type serveConfig struct {
+	listen          string
+	upstream        string
+	upstreamKey     string // from SEMCACHE_UPSTREAM_API_KEY only
+	enabled         bool
+	backend         string
+	indexKind       string
+	embedder        string
+	embedderURL     string
+	embedderModel   string
+	embedderDim     int
+	embedderKey     string // from SEMCACHE_EMBEDDER_API_KEY only
+	embedCacheSize  int
+	threshold       string // empty: the embedder's default
+	topK            int
+	ttl             time.Duration
+	maxEntries      int
+	maxBodyBytes    int64
+	upstreamTimeout time.Duration
+	namespace       string
+	normalize       string
+	hnswM           int
+	hnswEfConstr    int
+	hnswEfRuntime   int
+	simLatency      time.Duration
+	simPerToken     time.Duration
+	logLevel        string
+	logFormat       string
+}
+
+// envFlags maps each flag to the environment variable that sets it when the
+// flag is not on the command line (the flag wins).
+var envFlags = map[string]string{
+	"listen":                "SEMCACHE_LISTEN",
+	"upstream":              "SEMCACHE_UPSTREAM",
+	"cache":                 "SEMCACHE_ENABLED",
+	"backend":               "SEMCACHE_BACKEND",
+	"index":                 "SEMCACHE_INDEX",
+	"embedder":              "SEMCACHE_EMBEDDER",
+	"embedder-url":          "SEMCACHE_EMBEDDER_URL",
+	"embedder-model":        "SEMCACHE_EMBEDDER_MODEL",
+	"embedder-dim":          "SEMCACHE_EMBEDDER_DIM",
+	"embedding-cache-size":  "SEMCACHE_EMBEDDING_CACHE_SIZE",
+	"threshold":             "SEMCACHE_THRESHOLD",
+	"top-k":                 "SEMCACHE_TOP_K",
+	"ttl":                   "SEMCACHE_TTL",
+	"max-entries":           "SEMCACHE_MAX_ENTRIES",
+	"max-body-bytes":        "SEMCACHE_MAX_BODY_BYTES",
+	"upstream-timeout":      "SEMCACHE_UPSTREAM_TIMEOUT",
+	"namespace":             "SEMCACHE_NAMESPACE",
+	"normalize":             "SEMCACHE_NORMALIZE",
+	"hnsw-m":                "SEMCACHE_HNSW_M",
+	"hnsw-ef-construction":  "SEMCACHE_HNSW_EF_CONSTRUCTION",
+	"hnsw-ef-runtime":       "SEMCACHE_HNSW_EF_RUNTIME",
+	"sim-latency":           "SEMCACHE_SIM_LATENCY",
+	"sim-per-token-latency": "SEMCACHE_SIM_PER_TOKEN_LATENCY",
+	"log-level":             "SEMCACHE_LOG_LEVEL",
+	"log-format":            "SEMCACHE_LOG_FORMAT",
+}
+
+// parseServe parses flags, then fills unset flags from the environment
+// (getenv), and validates the result. Errors name the flag or variable.
+func parseServe(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
+	var c serveConfig
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "address to listen on")
+	fs.StringVar(&c.upstream, "upstream", "", "OpenAI-compatible base URL, e.g. https://api.openai.com/v1; empty runs the built-in simulated upstream")
+	fs.BoolVar(&c.enabled, "cache", true, "cache enabled; false makes semcache a pure pass-through (rollback switch)")
+	fs.StringVar(&c.backend, "backend", "memory", "cache backend: memory (in-process LRU + HNSW)")
+	fs.StringVar(&c.indexKind, "index", "hnsw", "vector index per scope for the memory backend: hnsw or flat (exact brute force)")
+	fs.StringVar(&c.embedder, "embedder", "local", "embedder: local (built-in lexical, offline) or openai (any OpenAI-compatible /embeddings)")
+	fs.StringVar(&c.embedderURL, "embedder-url", "", "base URL of the embeddings API for --embedder openai")
+	fs.StringVar(&c.embedderModel, "embedder-model", "", "embedding model for --embedder openai, e.g. text-embedding-3-small")
+	fs.IntVar(&c.embedderDim, "embedder-dim", 0, "vector length; 0 means 384 for local; required for openai (sent as dimensions)")
+	fs.IntVar(&c.embedCacheSize, "embedding-cache-size", 10000, "embeddings kept in memory so identical texts are embedded once (entries)")
+	fs.StringVar(&c.threshold, "threshold", "", "cosine similarity in (0, 1] a neighbour needs for a semantic hit; higher is stricter; default: the embedder's measured default")
+	fs.IntVar(&c.topK, "top-k", 4, "neighbours per KNN query")
+	fs.DurationVar(&c.ttl, "ttl", time.Hour, "entry time to live")
+	fs.IntVar(&c.maxEntries, "max-entries", 100000, "maximum entries held by the memory backend (LRU beyond)")
+	fs.Int64Var(&c.maxBodyBytes, "max-body-bytes", 4<<20, "largest request body accepted, in bytes (413 beyond)")
+	fs.DurationVar(&c.upstreamTimeout, "upstream-timeout", 120*time.Second, "bound on one upstream chat completion")
+	fs.StringVar(&c.namespace, "namespace", "", "shared namespace: all clients share one cache instead of one per API key")
+	fs.StringVar(&c.normalize, "normalize", "nfc,lower,space", "exact-key normalisation steps, comma-separated subset of nfc,lower,space; 'none' for none")
+	fs.IntVar(&c.hnswM, "hnsw-m", 16, "HNSW M: links per node (2*M on layer 0)")
+	fs.IntVar(&c.hnswEfConstr, "hnsw-ef-construction", 200, "HNSW EF_CONSTRUCTION: candidate list size at insert")
+	fs.IntVar(&c.hnswEfRuntime, "hnsw-ef-runtime", 64, "HNSW EF_RUNTIME: candidate list size at query")
+	fs.DurationVar(&c.simLatency, "sim-latency", 300*time.Millisecond, "simulated upstream: time to first token")
+	fs.DurationVar(&c.simPerToken, "sim-per-token-latency", 10*time.Millisecond, "simulated upstream: time per completion token")
+	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: semcache serve [flags]\n\nEvery flag can also be set by the environment variable in brackets; the flag wins.\nSecrets come from the environment only: SEMCACHE_UPSTREAM_API_KEY, SEMCACHE_EMBEDDER_API_KEY.\n\n")
+		fs.VisitAll(func(f *flag.Flag) {
+			fmt.Fprintf(stderr, "  --%s [%s] (default %q)\n    \t%s\n", f.Name, envFlags[f.Name], f.DefValue, f.Usage)
+		})
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		env := envFlags[f.Name]
+		if env == "" || set[f.Name] || envErr != nil {
+			return
+		}
+		if v := getenv(env); v != "" {
+			if err := f.Value.Set(v); err != nil {
+				envErr = fmt.Errorf("%s=%q: %v", env, v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return c, envErr
+	}
+	c.upstreamKey = getenv("SEMCACHE_UPSTREAM_API_KEY")
+	c.embedderKey = getenv("SEMCACHE_EMBEDDER_API_KEY")
+	return c, c.validate()
+}
+
+func (c *serveConfig) validate() error {
+	switch c.backend {
+	case "memory":
+	case "redis":
+		return errors.New("--backend redis: not available yet in this build; use memory")
+	default:
+		return fmt.Errorf("--backend %q: want memory", c.backend)
+	}
+	switch c.embedder {
+	case "local":
+	case "openai":
+		if c.embedderURL == "" || c.embedderModel == "" || c.embedderDim <= 0 {
+			return errors.New("--embedder openai needs --embedder-url, --embedder-model and --embedder-dim > 0")
+		}
+	default:
+		return fmt.Errorf("--embedder %q: want local or openai", c.embedder)
+	}
+	if c.threshold == "" {
+		if _, ok := defaultThreshold[c.embedder]; !ok {
+			return fmt.Errorf("--threshold is required with --embedder %s: semcache has no measured default for a remote model; measure one with `semcache bench tune` on your data", c.embedder)
+		}
+	} else if t, err := strconv.ParseFloat(c.threshold, 64); err != nil || !(t > 0 && t <= 1) {
+		return fmt.Errorf("--threshold %q: want a cosine similarity in (0, 1] (higher is stricter)", c.threshold)
+	}
+	if c.topK <= 0 {
+		return fmt.Errorf("--top-k %d: must be > 0", c.topK)
+	}
+	if c.ttl <= 0 {
+		return fmt.Errorf("--ttl %v: must be > 0", c.ttl)
+	}
+	if c.maxEntries <= 0 {
+		return fmt.Errorf("--max-entries %d: must be > 0", c.maxEntries)
+	}
+	if c.maxBodyBytes <= 0 {
+		return fmt.Errorf("--max-body-bytes %d: must be > 0", c.maxBodyBytes)
+	}
+	if c.upstreamTimeout <= 0 {
+		return fmt.Errorf("--upstream-timeout %v: must be > 0", c.upstreamTimeout)
+	}
+	if c.embedCacheSize < 0 {
+		return fmt.Errorf("--embedding-cache-size %d: must not be negative", c.embedCacheSize)
+	}
+	if c.hnswM < 2 || c.hnswEfConstr <= 0 || c.hnswEfRuntime <= 0 {
+		return fmt.Errorf("--hnsw-m %d, --hnsw-ef-construction %d, --hnsw-ef-runtime %d: want M >= 2 and positive EF values", c.hnswM, c.hnswEfConstr, c.hnswEfRuntime)
+	}
+	if c.simLatency < 0 || c.simPerToken < 0 {
+		return errors.New("--sim-latency and --sim-per-token-latency must not be negative")
+	}
+	if _, err := c.normalization(); err != nil {
+		return err
+	}
+	if _, err := c.logger(io.Discard); err != nil {
+		return err
+	}
+	if c.upstream != "" && !strings.HasPrefix(c.upstream, "http://") && !strings.HasPrefix(c.upstream, "https://") {
+		return fmt.Errorf("--upstream %q: want an http(s) base URL such as https://api.openai.com/v1", c.upstream)
+	}
+	return nil
+}
+
+// thresholdValue returns the threshold in force.
+func (c *serveConfig) thresholdValue() float64 {
+	if c.threshold == "" {
+		return defaultThreshold[c.embedder]
+	}
+	t, _ := strconv.ParseFloat(c.threshold, 64)
+	return t
+}
+
+func (c *serveConfig) normalization() (semantic.Normalization, error) {
+	n := semantic.Normalization{SkipNFC: true, KeepCase: true, KeepSpace: true}
+	if c.normalize == "none" {
+		return n, nil
+	}
+	for _, step := range strings.Split(c.normalize, ",") {
+		switch strings.TrimSpace(step) {
+		case "nfc":
+			n.SkipNFC = false
+		case "lower":
+			n.KeepCase = false
+		case "space":
+			n.KeepSpace = false
+		default:
+			return n, fmt.Errorf("--normalize %q: unknown step %q (want nfc, lower, space or none)", c.normalize, step)
+		}
+	}
+	return n, nil
+}
+
+func (c *serveConfig) logger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.logLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch c.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("--log-format %q: want text or json", c.logFormat)
+	}
+}
+
+// newEmbedder builds the configured embedder behind an embedding cache.
+func (c *serveConfig) newEmbedder() (*embedding.Cached, error) {
+	var e embedding.Embedder
+	var err error
+	switch c.embedder {
+	case "openai":
+		e, err = embedding.NewOpenAI(embedding.OpenAIConfig{
+			BaseURL: c.embedderURL, APIKey: c.embedderKey, Model: c.embedderModel,
+			Dim: c.embedderDim, SendDimensions: true,
+		})
+	default:
+		e, err = embedding.NewLocal(embedding.LocalConfig{Dim: c.embedderDim})
+	}
+	if err != nil {
+		return nil, err
+	}
+	return embedding.NewCached(e, c.embedCacheSize)
+}
+
+// serve runs the proxy until ctx ends.
+func serve(ctx context.Context, args []string, _, stderr io.Writer) int {
+	cfg, err := parseServe(args, os.Getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "semcache serve: %v\n", err)
+		return 2
+	}
+	log, _ := cfg.logger(stderr)
+	if err := runServe(ctx, cfg, log, nil); err != nil {
+		log.Error("semcache serve failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// runServe serves until ctx ends. ready, when not nil, is called with the
+// proxy's base URL once it accepts connections.
+func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func(baseURL string)) error {
+	upstream := cfg.upstream
+	if upstream == "" {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return fmt.Errorf("start simulated upstream: %w", err)
+		}
+		simSrv := &http.Server{Handler: sim.New(sim.Config{Latency: cfg.simLatency, PerToken: cfg.simPerToken}), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = simSrv.Serve(ln) }()
+		defer simSrv.Close()
+		upstream = "http://" + ln.Addr().String() + "/v1"
+		log.Warn("no --upstream configured: answers come from the built-in SIMULATED upstream, not a real model",
+			"simulated_upstream", upstream, "latency", cfg.simLatency, "per_token", cfg.simPerToken)
+	}
+
+	emb, err := cfg.newEmbedder()
+	if err != nil {
+		return fmt.Errorf("embedder: %w", err)
+	}
+	store, err := index.NewMemory(index.MemoryConfig{
+		Dim: emb.Dim(), MaxEntries: cfg.maxEntries, Index: cfg.indexKind,
+		HNSW: index.HNSWConfig{M: cfg.hnswM, EfConstruction: cfg.hnswEfConstr, EfSearch: cfg.hnswEfRuntime},
+	})
+	if err != nil {
+		return fmt.Errorf("memory backend: %w", err)
+	}
+	defer store.Close()
+	norm, _ := cfg.normalization()
+	cache, err := semantic.New(semantic.Config{
+		Threshold: cfg.thresholdValue(), TopK: cfg.topK, TTL: cfg.ttl,
+		UpstreamTimeout: cfg.upstreamTimeout, Normalization: norm, Logger: log,
+	}, emb, store)
+	if err != nil {
+		return err
+	}
+	srv, err := api.New(api.Config{
+		Upstream: upstream, UpstreamAPIKey: cfg.upstreamKey, SharedNamespace: cfg.namespace,
+		CacheDisabled: !cfg.enabled, MaxBodyBytes: cfg.maxBodyBytes, Logger: log,
+	}, cache)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		return fmt.Errorf("--listen %s: %w", cfg.listen, err)
+	}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	log.Info("semcache listening", "addr", "http://"+ln.Addr().String(), "upstream", upstream,
+		"cache", cfg.enabled, "backend", cfg.backend, "index", cfg.indexKind,
+		"embedder", emb.Fingerprint(), "threshold", cfg.thresholdValue(), "ttl", cfg.ttl,
+		"upstream_key_set", cfg.upstreamKey != "")
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	if ready != nil {
+		ready("http://" + ln.Addr().String())
+	}
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return hs.Shutdown(sctx)
+}

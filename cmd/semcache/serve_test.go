@@ -1,0 +1,142 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(kv map[string]string) func(string) string {
+	return func(k string) string { return kv[k] }
+}
+
+func TestParseServeDefaults(t *testing.T) {
+	c, err := parseServe(nil, env(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.listen != "127.0.0.1:8080" || c.upstream != "" || !c.enabled || c.backend != "memory" ||
+		c.embedder != "local" || c.topK != 4 || c.ttl != time.Hour {
+		t.Errorf("defaults: %+v", c)
+	}
+	if got := c.thresholdValue(); got != localDefaultThreshold {
+		t.Errorf("threshold %v, want the local default %v", got, localDefaultThreshold)
+	}
+	n, err := c.normalization()
+	if err != nil || n.SkipNFC || n.KeepCase || n.KeepSpace {
+		t.Errorf("normalization %+v %v, want all steps", n, err)
+	}
+}
+
+func TestParseServeFlagsAndEnv(t *testing.T) {
+	e := env(map[string]string{
+		"SEMCACHE_LISTEN":           "127.0.0.1:9999",
+		"SEMCACHE_TTL":              "5m",
+		"SEMCACHE_THRESHOLD":        "0.95",
+		"SEMCACHE_ENABLED":          "false",
+		"SEMCACHE_UPSTREAM_API_KEY": "sk-secret",
+	})
+	// The scripts' spelling must keep working, and a flag beats the env.
+	c, err := parseServe([]string{"--listen", "127.0.0.1:8081", "--upstream", "http://127.0.0.1:1/v1"}, e, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.listen != "127.0.0.1:8081" {
+		t.Errorf("listen %q: the flag must win over SEMCACHE_LISTEN", c.listen)
+	}
+	if c.upstream != "http://127.0.0.1:1/v1" || c.ttl != 5*time.Minute || c.thresholdValue() != 0.95 || c.enabled || c.upstreamKey != "sk-secret" {
+		t.Errorf("env not applied: %+v", c)
+	}
+}
+
+func TestParseServeRejects(t *testing.T) {
+	cases := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		mention string
+	}{
+		{"threshold zero", []string{"--threshold", "0"}, nil, "--threshold"},
+		{"threshold above one", []string{"--threshold", "1.5"}, nil, "--threshold"},
+		{"threshold not a number", []string{"--threshold", "high"}, nil, "--threshold"},
+		{"threshold from env", nil, map[string]string{"SEMCACHE_THRESHOLD": "-0.2"}, "--threshold"},
+		{"bad env duration", nil, map[string]string{"SEMCACHE_TTL": "soon"}, "SEMCACHE_TTL"},
+		{"ttl zero", []string{"--ttl", "0s"}, nil, "--ttl"},
+		{"top-k zero", []string{"--top-k", "0"}, nil, "--top-k"},
+		{"unknown backend", []string{"--backend", "mongo"}, nil, "--backend"},
+		{"unknown embedder", []string{"--embedder", "bert"}, nil, "--embedder"},
+		{"openai without model", []string{"--embedder", "openai", "--embedder-url", "http://127.0.0.1:1/v1"}, nil, "--embedder-model"},
+		{"openai without threshold", []string{"--embedder", "openai", "--embedder-url", "http://127.0.0.1:1/v1", "--embedder-model", "m", "--embedder-dim", "8"}, nil, "--threshold is required"},
+		{"bad normalize", []string{"--normalize", "nfc,stem"}, nil, "stem"},
+		{"bad upstream", []string{"--upstream", "api.openai.com"}, nil, "--upstream"},
+		{"bad log level", []string{"--log-level", "loud"}, nil, "--log-level"},
+		{"hnsw m", []string{"--hnsw-m", "1"}, nil, "--hnsw-m"},
+		{"stray argument", []string{"now"}, nil, "unexpected argument"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseServe(tc.args, env(tc.env), &bytes.Buffer{})
+			if err == nil || !strings.Contains(err.Error(), tc.mention) {
+				t.Errorf("err = %v, want one mentioning %q", err, tc.mention)
+			}
+		})
+	}
+}
+
+func TestRunUsage(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), nil, &out, &errb); code != 2 {
+		t.Errorf("no command: exit %d, want 2", code)
+	}
+	if code := run(context.Background(), []string{"frobnicate"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "unknown command") {
+		t.Errorf("unknown command: exit %d, stderr %q", code, errb.String())
+	}
+	if code := run(context.Background(), []string{"serve", "--threshold", "2"}, &out, &errb); code != 2 {
+		t.Errorf("bad flag: exit %d, want 2", code)
+	}
+}
+
+// TestServeWithSimulatedUpstream runs the main job as `semcache serve` does
+// with no upstream configured: the simulated upstream, the local embedder,
+// the in-process store; a repeat is an exact hit.
+func TestServeWithSimulatedUpstream(t *testing.T) {
+	cfg, err := parseServe([]string{"--listen", "127.0.0.1:0", "--sim-latency", "0s", "--sim-per-token-latency", "0s"}, env(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	log, _ := cfg.logger(&logs)
+	ctx, cancel := context.WithCancel(context.Background())
+	urls := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- runServe(ctx, cfg, log, func(u string) { urls <- u }) }()
+	var base string
+	select {
+	case base = <-urls:
+	case err := <-done:
+		t.Fatalf("serve ended early: %v", err)
+	}
+	body := `{"model":"sim-1","messages":[{"role":"user","content":"What are your opening hours?"}]}`
+	for i, want := range []string{"MISS", "HIT"} {
+		resp, err := http.Post(base+"/v1/chat/completions", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("X-Semcache-Status") != want || !strings.Contains(string(b), "Simulated answer to: What are your opening hours?") {
+			t.Errorf("request %d: %d %s %s, want 200 %s with the simulated answer", i, resp.StatusCode, resp.Header.Get("X-Semcache-Status"), b, want)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("shutdown: %v", err)
+	}
+	if !strings.Contains(logs.String(), "SIMULATED upstream") {
+		t.Errorf("the simulated upstream is not announced in the log:\n%s", logs.String())
+	}
+}

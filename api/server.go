@@ -197,6 +197,11 @@ func (s *Server) tenant(h http.Header) string {
 
 func (s *Server) chatCompletions(c echo.Context) error {
 	req := c.Request()
+	if s.cfg.CacheDisabled {
+		// The rollback switch: forward everything untouched, even what
+		// the cache would reject.
+		return s.bypass(c, nil)
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), req.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -210,32 +215,39 @@ func (s *Server) chatCompletions(c echo.Context) error {
 	if err != nil {
 		return badRequest("invalid_request", err.Error())
 	}
-	if s.cfg.CacheDisabled || rq.Stream || !rq.Cacheable {
+	if rq.Stream || !rq.Cacheable {
 		// Streaming is relayed as is until stream caching exists; a
 		// request whose last message is not a user message has no prompt
 		// to cache.
-		s.cache.Stats().Bypasses.Add(1)
-		c.Response().Header().Set(HeaderStatus, string(semantic.Bypass))
-		req.Body = io.NopCloser(bytes.NewReader(body))
-		req.ContentLength = int64(len(body))
-		s.proxy.ServeHTTP(c.Response(), req)
-		return nil
+		return s.bypass(c, body)
 	}
 
 	header := req.Header.Clone()
 	res, err := s.cache.Do(req.Context(), id, func(ctx context.Context) (semantic.Upstream, error) {
 		return s.fetch(ctx, header, body)
 	})
+	h := c.Response().Header()
 	if err != nil {
 		if req.Context().Err() != nil {
 			return nil // the client went away; nobody to answer
 		}
+		h.Set(HeaderStatus, string(semantic.Miss))
+		if errors.Is(err, context.DeadlineExceeded) {
+			s.log.Warn("upstream timed out", "err", err)
+			return &Error{Status: http.StatusGatewayTimeout, Type: "upstream_error", Code: "upstream_timeout", Message: "upstream did not answer within the upstream timeout"}
+		}
 		s.log.Warn("upstream call failed", "err", err)
 		return &Error{Status: http.StatusBadGateway, Type: "upstream_error", Code: "upstream_unreachable", Message: "upstream unreachable"}
 	}
-	h := c.Response().Header()
+	for k, v := range res.Header {
+		if !skipHeader[http.CanonicalHeaderKey(k)] {
+			h[k] = v
+		}
+	}
 	h.Set(HeaderStatus, string(res.Outcome))
-	h.Set(HeaderKey, res.Key)
+	if res.Outcome == semantic.Hit || res.Stored {
+		h.Set(HeaderKey, res.Key)
+	}
 	if res.Outcome == semantic.Hit {
 		h.Set(HeaderTier, string(res.Tier))
 		h.Set("Age", strconv.FormatInt(int64(res.Age/time.Second), 10))
@@ -248,6 +260,28 @@ func (s *Server) chatCompletions(c echo.Context) error {
 		ct = echo.MIMEApplicationJSON
 	}
 	return c.Blob(res.Status, ct, res.Body)
+}
+
+// skipHeader lists upstream response headers not relayed on a cached path:
+// hop-by-hop headers, and those the proxy sets itself.
+var skipHeader = map[string]bool{
+	"Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true, "Proxy-Authorization": true,
+	"Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
+	"Content-Length": true, "Content-Type": true, "Date": true,
+}
+
+// bypass forwards the request to the upstream without the cache. body is
+// the already-read request body, or nil when it has not been read.
+func (s *Server) bypass(c echo.Context, body []byte) error {
+	s.cache.Stats().Bypasses.Add(1)
+	c.Response().Header().Set(HeaderStatus, string(semantic.Bypass))
+	req := c.Request()
+	if body != nil {
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		req.ContentLength = int64(len(body))
+	}
+	s.proxy.ServeHTTP(c.Response(), req)
+	return nil
 }
 
 // fetch calls the upstream's chat completions endpoint with the client's
@@ -275,5 +309,5 @@ func (s *Server) fetch(ctx context.Context, in http.Header, body []byte) (semant
 		// A body cut short is no answer: never stored, reported as 502.
 		return semantic.Upstream{}, fmt.Errorf("read upstream body: %w", err)
 	}
-	return semantic.Upstream{Status: resp.StatusCode, ContentType: resp.Header.Get("Content-Type"), Body: b}, nil
+	return semantic.Upstream{Status: resp.StatusCode, ContentType: resp.Header.Get("Content-Type"), Header: resp.Header, Body: b}, nil
 }

@@ -70,6 +70,12 @@ type proxy struct {
 // front of up.
 func newProxy(t *testing.T, up *upstream, mutate func(*api.Config)) *proxy {
 	t.Helper()
+	return newProxyWith(t, up, mutate, nil)
+}
+
+// newProxyWith is newProxy with the cache's configuration adjustable too.
+func newProxyWith(t *testing.T, up *upstream, mutate func(*api.Config), mutateCache func(*semantic.Config)) *proxy {
+	t.Helper()
 	emb, err := embedding.NewLocal(embedding.LocalConfig{})
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +85,11 @@ func newProxy(t *testing.T, up *upstream, mutate func(*api.Config)) *proxy {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	cache, err := semantic.New(semantic.Config{Threshold: testThreshold}, emb, store)
+	ccfg := semantic.Config{Threshold: testThreshold}
+	if mutateCache != nil {
+		mutateCache(&ccfg)
+	}
+	cache, err := semantic.New(ccfg, emb, store)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -530,5 +540,71 @@ func TestHealthStatsAndPassThrough(t *testing.T) {
 	}
 	if nf := p.do(t, http.MethodGet, "/nope", "", ""); nf.status != 404 || !strings.Contains(string(nf.body), `"error"`) {
 		t.Errorf("unknown route: %d %s", nf.status, nf.body)
+	}
+}
+
+func TestUpstreamHeadersRelayed(t *testing.T) {
+	var status atomic.Int64
+	status.Store(http.StatusTooManyRequests)
+	s := sim.New(sim.Config{})
+	up := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Request-Id", "req-123")
+		w.Header().Set("X-Ratelimit-Remaining-Requests", "0")
+		if st := int(status.Load()); st != 200 {
+			w.Header().Set("Retry-After", "7")
+			w.WriteHeader(st)
+			io.WriteString(w, `{"error":{"message":"slow down","type":"rate_limit","code":null}}`)
+			return
+		}
+		s.ServeHTTP(w, r)
+	}))
+	p := newProxy(t, up, nil)
+	body := chat("m", "", "user", question)
+	r := p.post(t, "sk-a", body)
+	if r.status != 429 || r.header.Get("Retry-After") != "7" || r.header.Get("X-Request-Id") != "req-123" {
+		t.Errorf("429: status %d, Retry-After %q, X-Request-Id %q; want the upstream's", r.status, r.header.Get("Retry-After"), r.header.Get("X-Request-Id"))
+	}
+	if k := r.header.Get(api.HeaderKey); k != "" {
+		t.Errorf("a miss that stored nothing has X-Semcache-Key %q", k)
+	}
+	status.Store(200)
+	miss := p.post(t, "sk-a", body)
+	if miss.semStatus() != "MISS" || miss.header.Get("X-Request-Id") != "req-123" || miss.header.Get(api.HeaderKey) == "" {
+		t.Errorf("200 miss: %s, X-Request-Id %q, key %q", miss.semStatus(), miss.header.Get("X-Request-Id"), miss.header.Get(api.HeaderKey))
+	}
+	hit := p.post(t, "sk-a", body)
+	if hit.semStatus() != "HIT" || hit.header.Get("X-Ratelimit-Remaining-Requests") != "" || hit.header.Get("X-Request-Id") != "" {
+		t.Errorf("a hit must not carry an old answer's upstream headers: %v", hit.header)
+	}
+}
+
+func TestUpstreamTimeoutIs504(t *testing.T) {
+	stop := make(chan struct{})
+	up := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select { // never answers on its own
+		case <-stop:
+		case <-r.Context().Done():
+		}
+	}))
+	defer close(stop)
+	p := newProxyWith(t, up, nil, func(c *semantic.Config) { c.UpstreamTimeout = 50 * time.Millisecond })
+	r := p.post(t, "sk-a", chat("m", "", "user", question))
+	if r.status != http.StatusGatewayTimeout || !strings.Contains(string(r.body), `"code":"upstream_timeout"`) || r.semStatus() != "MISS" {
+		t.Errorf("%d %s %s, want 504 upstream_timeout MISS", r.status, r.semStatus(), r.body)
+	}
+}
+
+func TestCacheDisabledForwardsEvenInvalidBodies(t *testing.T) {
+	gotc := make(chan []byte, 1)
+	up := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		gotc <- b
+		w.WriteHeader(http.StatusBadRequest)
+		io.WriteString(w, `{"error":{"message":"upstream rejects it","type":"invalid_request_error","code":null}}`)
+	}))
+	p := newProxy(t, up, func(c *api.Config) { c.CacheDisabled = true })
+	r := p.post(t, "sk-a", `{"model":`)
+	if got := <-gotc; string(got) != `{"model":` || r.status != 400 || !strings.Contains(string(r.body), "upstream rejects it") || r.semStatus() != "BYPASS" {
+		t.Errorf("upstream got %q; client got %d %s %s", got, r.status, r.semStatus(), r.body)
 	}
 }

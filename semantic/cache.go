@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net/http"
 	"time"
 
 	"github.com/semcache/semcache/index"
@@ -142,6 +143,10 @@ type Upstream struct {
 	Status int
 	// ContentType is the Content-Type header.
 	ContentType string
+	// Header holds the upstream's response headers (rate-limit headers,
+	// request ids, Retry-After) for a fresh answer; nil on hits, since an
+	// old answer's rate-limit state would mislead the client.
+	Header http.Header
 	// Body is the response body, unchanged.
 	Body []byte
 }
@@ -181,7 +186,7 @@ type Result struct {
 	// stored prompt to this request's prompt; 0 otherwise.
 	Similarity float64
 	// Key is the id of the entry that served the hit, or that this miss
-	// stored (or would have stored); the X-Semcache-Key header.
+	// stored (see Stored); the X-Semcache-Key header.
 	Key string
 	// Age is how long ago a hit's entry was stored.
 	Age time.Duration

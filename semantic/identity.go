@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -34,6 +36,79 @@ var ignoredParams = map[string]bool{
 	"metadata":       true,
 	"semcache":       true,
 }
+
+// jsonKinds is a set of JSON value kinds a parameter may take.
+type jsonKinds uint8
+
+const (
+	kindNumber jsonKinds = 1 << iota
+	kindString
+	kindBool
+	kindArray
+	kindObject
+)
+
+func (k jsonKinds) matches(v any) bool {
+	switch v.(type) {
+	case json.Number:
+		return k&kindNumber != 0
+	case string:
+		return k&kindString != 0
+	case bool:
+		return k&kindBool != 0
+	case []any:
+		return k&kindArray != 0
+	case map[string]any:
+		return k&kindObject != 0
+	}
+	return false
+}
+
+func (k jsonKinds) String() string {
+	var names []string
+	for _, n := range []struct {
+		k    jsonKinds
+		name string
+	}{{kindNumber, "a number"}, {kindString, "a string"}, {kindBool, "a boolean"}, {kindArray, "an array"}, {kindObject, "an object"}} {
+		if k&n.k != 0 {
+			names = append(names, n.name)
+		}
+	}
+	return strings.Join(names, " or ")
+}
+
+// paramKinds are the JSON kinds of the OpenAI chat parameters whose type
+// Identify checks (null is always allowed). A request with, say, a string
+// temperature is refused with 400 before it reaches the cache or the
+// upstream. Parameters not listed are passed on unchecked (and are part of
+// the scope).
+var paramKinds = map[string]jsonKinds{
+	"temperature":           kindNumber,
+	"top_p":                 kindNumber,
+	"presence_penalty":      kindNumber,
+	"frequency_penalty":     kindNumber,
+	"max_tokens":            kindNumber,
+	"max_completion_tokens": kindNumber,
+	"n":                     kindNumber,
+	"seed":                  kindNumber,
+	"top_logprobs":          kindNumber,
+	"logprobs":              kindBool,
+	"parallel_tool_calls":   kindBool,
+	"stop":                  kindString | kindArray,
+	"logit_bias":            kindObject,
+	"response_format":       kindObject,
+	"stream_options":        kindObject,
+	"metadata":              kindObject,
+	"tools":                 kindArray,
+	"functions":             kindArray,
+	"tool_choice":           kindString | kindObject,
+	"function_call":         kindString | kindObject,
+	"user":                  kindString,
+}
+
+// paramNames are paramKinds' keys in order, so that the first bad field
+// reported is always the same one.
+var paramNames = slices.Sorted(maps.Keys(paramKinds))
 
 // Normalization selects how the last user message is normalised before it
 // becomes part of the exact key. The zero value is the default: Unicode NFC,
@@ -141,6 +216,16 @@ func Identify(body []byte, tenant, namespace string, n Normalization) (Identity,
 			return id, rq, fmt.Errorf("%w: field stream: want a boolean", ErrBadRequest)
 		}
 		rq.Stream = b
+	}
+	for _, name := range paramNames {
+		kinds := paramKinds[name]
+		v, present := fields[name]
+		if !present || v == nil {
+			continue
+		}
+		if !kinds.matches(v) {
+			return id, rq, fmt.Errorf("%w: field %s: want %s", ErrBadRequest, name, kinds)
+		}
 	}
 	msgs, ok := fields["messages"].([]any)
 	if !ok {

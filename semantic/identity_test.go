@@ -587,6 +587,10 @@ func TestIdentifyBadRequest(t *testing.T) {
 		{"content an object", `{"model":"m","messages":[{"role":"user","content":{"text":"Hi"}}]}`, "messages[0].content"},
 		{"content a boolean", `{"model":"m","messages":[{"role":"user","content":true}]}`, "messages[0].content"},
 		{"stream a string", `{"model":"m","stream":"true","messages":[{"role":"user","content":"Hi"}]}`, "stream"},
+		{"temperature a string", `{"model":"m","temperature":"hot","messages":[{"role":"user","content":"Hi"}]}`, "temperature"},
+		{"max_tokens a string", `{"model":"m","max_tokens":"10","messages":[{"role":"user","content":"Hi"}]}`, "max_tokens"},
+		{"stop a number", `{"model":"m","stop":3,"messages":[{"role":"user","content":"Hi"}]}`, "stop"},
+		{"tools an object", `{"model":"m","tools":{},"messages":[{"role":"user","content":"Hi"}]}`, "tools"},
 		{"stream a number", `{"model":"m","stream":1,"messages":[{"role":"user","content":"Hi"}]}`, "stream"},
 		{"number out of range", `{"model":"m","temperature":1e400,"messages":[{"role":"user","content":"Hi"}]}`, "1e400"},
 	}

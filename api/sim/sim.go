@@ -67,12 +67,17 @@ func Tokens(text string) int {
 
 func (s *Sim) chat(w http.ResponseWriter, r *http.Request) {
 	var req struct {
-		Model    string    `json:"model"`
-		Messages []message `json:"messages"`
-		Stream   bool      `json:"stream"`
+		Model         string    `json:"model"`
+		Messages      []message `json:"messages"`
+		Stream        bool      `json:"stream"`
+		StreamOptions struct {
+			IncludeUsage bool `json:"include_usage"`
+		} `json:"stream_options"`
 	}
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil || len(req.Messages) == 0 {
-		http.Error(w, `{"error":{"message":"simulator: want a JSON body with messages","type":"invalid_request_error","code":null}}`, http.StatusBadRequest)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		fmt.Fprint(w, `{"error":{"message":"simulator: want a JSON body with messages","type":"invalid_request_error","param":null,"code":null}}`)
 		return
 	}
 	s.calls.Add(1)
@@ -87,14 +92,22 @@ func (s *Sim) chat(w http.ResponseWriter, r *http.Request) {
 	}
 	answer := AnswerPrefix + lastUser
 	completion := Tokens(answer)
-	if !sleep(r.Context(), s.cfg.Latency+time.Duration(completion)*s.cfg.PerToken) {
-		return
-	}
+	usage := map[string]int{"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 	sum := sha256.Sum256([]byte(answer))
 	id := "chatcmpl-sim-" + hex.EncodeToString(sum[:8])
 	created := time.Now().Unix()
+	if !sleep(r.Context(), s.cfg.Latency) {
+		return
+	}
 	if req.Stream {
-		s.stream(w, id, req.Model, created, answer)
+		var u map[string]int
+		if req.StreamOptions.IncludeUsage {
+			u = usage
+		}
+		s.stream(r.Context(), w, id, req.Model, created, answer, u)
+		return
+	}
+	if !sleep(r.Context(), time.Duration(completion)*s.cfg.PerToken) {
 		return
 	}
 	resp := map[string]any{
@@ -107,35 +120,44 @@ func (s *Sim) chat(w http.ResponseWriter, r *http.Request) {
 			"message":       map[string]any{"role": "assistant", "content": answer},
 			"finish_reason": "stop",
 		}},
-		"usage": map[string]int{"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+		"usage": usage,
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(resp)
 }
 
-// stream writes the answer as chat.completion.chunk events, one per word,
-// then the finish_reason chunk and [DONE].
-func (s *Sim) stream(w http.ResponseWriter, id, model string, created int64, answer string) {
+// stream writes the answer as chat.completion.chunk events, one per word
+// with the per-token latency spread over them, then the finish_reason
+// chunk, the usage chunk when usage is not nil (stream_options.include_usage)
+// and [DONE].
+func (s *Sim) stream(ctx context.Context, w http.ResponseWriter, id, model string, created int64, answer string, usage map[string]int) {
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	fl, _ := w.(http.Flusher)
-	send := func(delta map[string]any, finish any) {
-		chunk := map[string]any{
-			"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
-			"choices": []any{map[string]any{"index": 0, "delta": delta, "finish_reason": finish}},
-		}
+	send := func(chunk map[string]any) {
+		chunk["id"], chunk["object"], chunk["created"], chunk["model"] = id, "chat.completion.chunk", created, model
 		b, _ := json.Marshal(chunk)
 		fmt.Fprintf(w, "data: %s\n\n", b)
 		if fl != nil {
 			fl.Flush()
 		}
 	}
-	send(map[string]any{"role": "assistant", "content": ""}, nil)
-	words := strings.SplitAfter(answer, " ")
-	for _, wd := range words {
-		send(map[string]any{"content": wd}, nil)
+	choice := func(delta map[string]any, finish any) map[string]any {
+		return map[string]any{"choices": []any{map[string]any{"index": 0, "delta": delta, "finish_reason": finish}}}
 	}
-	send(map[string]any{}, "stop")
+	send(choice(map[string]any{"role": "assistant", "content": ""}, nil))
+	words := strings.SplitAfter(answer, " ")
+	perWord := time.Duration(Tokens(answer)) * s.cfg.PerToken / time.Duration(len(words))
+	for _, wd := range words {
+		if !sleep(ctx, perWord) {
+			return
+		}
+		send(choice(map[string]any{"content": wd}, nil))
+	}
+	send(choice(map[string]any{}, "stop"))
+	if usage != nil {
+		send(map[string]any{"choices": []any{}, "usage": usage})
+	}
 	fmt.Fprint(w, "data: [DONE]\n\n")
 	if fl != nil {
 		fl.Flush()

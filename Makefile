@@ -2,12 +2,14 @@
 GO ?= go
 DATA ?= ../shared/data
 
+REPLAY_ADDR ?= 127.0.0.1:18080
+
 .PHONY: run test build vet fmt bench tune replay
 
 ## run: the proxy on the embedded default (in-process LRU + HNSW, local embedder);
 ## with no SEMCACHE_UPSTREAM/--upstream it answers from the built-in simulated upstream.
-run:
-	$(GO) run ./cmd/semcache serve $(ARGS)
+run: build
+	exec ./bin/semcache serve $(ARGS)
 
 ## test: the whole test suite with the race detector, after gofmt and vet.
 test:
@@ -33,3 +35,11 @@ bench:
 tune:
 	$(GO) run ./cmd/semcache bench tune --warm $(DATA)/banking77/train.csv --queries $(DATA)/banking77/test.csv \
 		--format intents --text-col text --label-col category $(ARGS)
+
+## replay: start a fresh proxy on REPLAY_ADDR (simulated upstream, 20 ms latency), replay
+## BANKING77's test split through it in order, stop it. Fails if that proxy was not the one answering.
+replay: build
+	@./bin/semcache serve --listen $(REPLAY_ADDR) --sim-latency 20ms --sim-per-token-latency 0s --log-level warn & pid=$$!; \
+	./bin/semcache bench replay --target http://$(REPLAY_ADDR)/v1 --data $(DATA)/banking77/test.csv $(ARGS); rc=$$?; \
+	if ! kill $$pid 2>/dev/null; then echo "make replay: the proxy started for the replay was not running (is $(REPLAY_ADDR) taken? set REPLAY_ADDR); the figures above are not valid" >&2; exit 1; fi; \
+	wait $$pid 2>/dev/null; exit $$rc

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/semcache/semcache/api"
+	"github.com/semcache/semcache/api/sim"
 	"io"
 	"math"
 	"net"
@@ -21,17 +23,17 @@ import (
 	"time"
 )
 
-// Response headers set by the semcache proxy.
+// The proxy's response headers and the simulated upstream's answer prefix,
+// from the packages that define them.
 const (
-	headerStatus     = "X-Semcache-Status"     // HIT, MISS or BYPASS
-	headerTier       = "X-Semcache-Tier"       // exact or semantic, on hits
-	headerSimilarity = "X-Semcache-Similarity" // cosine similarity in [-1, 1], on semantic hits
+	headerStatus     = api.HeaderStatus     // HIT, MISS or BYPASS
+	headerTier       = api.HeaderTier       // exact or semantic, on hits
+	headerSimilarity = api.HeaderSimilarity // cosine similarity in [-1, 1], on semantic hits
+	// simulatedPrefix starts the content of every simulated answer,
+	// followed by the query it answered; it lets replay recover the source
+	// query of a cache hit.
+	simulatedPrefix = sim.AnswerPrefix
 )
-
-// simulatedPrefix starts the content of every answer of the simulated
-// upstream, followed by the query it answered; it lets replay recover the
-// source query of a cache hit.
-const simulatedPrefix = "Simulated answer to: "
 
 // progressEvery is the number of completed queries between progress lines.
 const progressEvery = 500
@@ -49,6 +51,7 @@ type replayOptions struct {
 	Concurrency       int
 	Limit             int
 	Timeout           time.Duration
+	Wait              time.Duration
 	Out               string
 }
 
@@ -91,6 +94,9 @@ type ReplayReport struct {
 	Data        string `json:"data"`
 	Model       string `json:"model"`
 	Concurrency int    `json:"concurrency"`
+	// EntriesAtStart is the target cache's entry count before the replay
+	// (from GET /api/v1/cache/stats); a cold replay has 0.
+	EntriesAtStart int `json:"entries_at_start"`
 	// Queries is the number of queries sent.
 	Queries int `json:"queries"`
 	// Answered is the number of 200 answers with a valid cache status;
@@ -169,6 +175,7 @@ func runReplayCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 	fs.IntVar(&o.Limit, "limit", 0, "replay only the first `N` queries (0 = all)")
 	fs.StringVar(&o.APIKey, "api-key", "sk-replay", "bearer token sent to the proxy (empty = no Authorization header)")
 	fs.DurationVar(&o.Timeout, "timeout", 60*time.Second, "timeout of each request")
+	fs.DurationVar(&o.Wait, "wait", 10*time.Second, "how long to wait for the target's /healthz to answer before starting")
 	fs.StringVar(&o.Out, "out", "", "optional `DIR` for replay.json (created if missing)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: semcache bench replay --target URL --data FILE [flags]\n\n"+
@@ -282,6 +289,13 @@ func runReplay(ctx context.Context, o replayOptions, client *http.Client, progre
 			labels[e.Text] = e.Label
 		}
 	}
+	entries, err := preflight(ctx, client, o)
+	if err != nil {
+		return nil, err
+	}
+	if entries > 0 {
+		fmt.Fprintf(progress, "warning: the target cache already holds %d entries, so this is not a cold replay; start a fresh proxy for reproducible figures\n", entries)
+	}
 	queries := data
 	if o.Limit > 0 && o.Limit < len(queries) {
 		queries = queries[:o.Limit]
@@ -330,6 +344,7 @@ func runReplay(ctx context.Context, o replayOptions, client *http.Client, progre
 		return nil, fmt.Errorf("replay stopped after %d of %d queries: %w", completed, len(queries), err)
 	}
 	rep := summariseReplay(results)
+	rep.EntriesAtStart = entries
 	rep.Target, rep.Data, rep.Model, rep.Concurrency = o.Target, o.Data, o.Model, o.Concurrency
 	return rep, nil
 }
@@ -534,6 +549,9 @@ func writeReplaySummary(w io.Writer, rep *ReplayReport) error {
 		return s
 	}
 	fmt.Fprintf(w, "replay of %s through %s (model %s, concurrency %d)\n", rep.Data, rep.Target, rep.Model, rep.Concurrency)
+	if rep.EntriesAtStart > 0 {
+		fmt.Fprintf(w, "WARNING: the cache held %d entries before the replay (not a cold replay)\n", rep.EntriesAtStart)
+	}
 	if rep.Concurrency > 1 {
 		fmt.Fprintln(w, "note: with concurrency > 1 which query warms the cache for which is timing-dependent")
 	}
@@ -575,4 +593,57 @@ func writeReplaySummary(w io.Writer, rep *ReplayReport) error {
 		}
 	}
 	return nil
+}
+
+// preflight waits up to o.Wait for the target's GET /healthz to answer 200,
+// then returns the number of entries its cache already holds (GET
+// /api/v1/cache/stats), so that a replay into a warm cache is flagged.
+func preflight(ctx context.Context, client *http.Client, o replayOptions) (int, error) {
+	base, err := loopbackURL(o.Target)
+	if err != nil {
+		return 0, err
+	}
+	root := &url.URL{Scheme: base.Scheme, Host: base.Host}
+	deadline := time.Now().Add(o.Wait)
+	for {
+		err = getOK(ctx, client, root.JoinPath("healthz").String(), nil)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("target %s is not answering /healthz after %v: %w", root, o.Wait, err)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	var stats struct {
+		Entries int `json:"entries"`
+	}
+	if err := getOK(ctx, client, root.JoinPath("api", "v1", "cache", "stats").String(), &stats); err != nil {
+		return 0, fmt.Errorf("target %s: read cache stats: %w", root, err)
+	}
+	return stats.Entries, nil
+}
+
+// getOK GETs u and, when into is not nil, decodes its JSON body into it.
+func getOK(ctx context.Context, client *http.Client, u string, into any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: status %d", u, resp.StatusCode)
+	}
+	if into == nil {
+		return nil
+	}
+	return json.NewDecoder(resp.Body).Decode(into)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -51,6 +52,16 @@ func normalise(s string) string {
 }
 
 func (f *fakeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.Method == http.MethodGet && r.URL.Path == "/healthz":
+		io.WriteString(w, `{"status":"ok"}`)
+		return
+	case r.Method == http.MethodGet && r.URL.Path == "/api/v1/cache/stats":
+		f.mu.Lock()
+		fmt.Fprintf(w, `{"entries":%d}`, len(f.exact))
+		f.mu.Unlock()
+		return
+	}
 	var req chatRequest
 	if r.Method != http.MethodPost || r.URL.Path != "/v1/chat/completions" ||
 		r.Header.Get("Authorization") != "Bearer sk-replay" || r.Header.Get("Content-Type") != "application/json" ||
@@ -99,6 +110,31 @@ func (f *fakeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func replayTestOptions(target, data string) replayOptions {
 	return replayOptions{Target: target, Data: data, TextCol: "text", LabelCol: "category",
 		Model: "sim-1", APIKey: "sk-replay", Concurrency: 1, Timeout: 10e9}
+}
+
+func TestReplayFlagsAWarmCache(t *testing.T) {
+	srv := httptest.NewServer(newFakeProxy(t))
+	defer srv.Close()
+	o := replayTestOptions(srv.URL+"/v1", filepath.Join("testdata", "replay.csv"))
+	var progress bytes.Buffer
+	first, err := runReplay(context.Background(), o, newReplayClient(o), &progress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.EntriesAtStart != 0 || strings.Contains(progress.String(), "not a cold replay") {
+		t.Errorf("first replay: entries at start %d, progress %q; want a cold start", first.EntriesAtStart, progress.String())
+	}
+	second, err := runReplay(context.Background(), o, newReplayClient(o), &progress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.EntriesAtStart == 0 || !strings.Contains(progress.String(), "not a cold replay") {
+		t.Errorf("second replay: entries at start %d, progress %q; want the warm cache flagged", second.EntriesAtStart, progress.String())
+	}
+	var out bytes.Buffer
+	if err := writeReplaySummary(&out, second); err != nil || !strings.Contains(out.String(), "WARNING") {
+		t.Errorf("summary does not flag the warm cache: %v\n%s", err, out.String())
+	}
 }
 
 func TestReplay(t *testing.T) {

@@ -334,6 +334,7 @@ func TestMainUsageErrors(t *testing.T) {
 		{"help", []string{"tune", "-h"}, 0, "usage: semcache bench tune"},
 		{"replay to a remote host", []string{"replay", "--target", "https://api.openai.com/v1", "--data", "d.csv"}, 2, "is not loopback"},
 		{"replay with missing data", []string{"replay", "--target", "http://127.0.0.1:1/v1", "--data", "testdata/nope.csv"}, 1, "no such file"},
+		{"replay to a dead target", []string{"replay", "--target", "http://127.0.0.1:1/v1", "--data", "testdata/replay.csv", "--wait", "0s"}, 1, "not answering /healthz"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

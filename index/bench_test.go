@@ -13,7 +13,7 @@ const (
 	benchClusters = 100
 )
 
-var benchSizes = []int{10_000, 100_000}
+var benchSizes = []int{10_000, 20_000, 100_000}
 
 // benchData is a data set with its queries: perturbed copies (cosine ~0.89)
 // of randomly chosen stored vectors.

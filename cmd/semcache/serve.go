@@ -51,6 +51,7 @@ type serveConfig struct {
 	maxEntries      int
 	maxBodyBytes    int64
 	upstreamTimeout time.Duration
+	shutdownTimeout time.Duration
 	namespace       string
 	normalize       string
 	hnswM           int
@@ -100,27 +101,28 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (se
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "address to listen on")
 	fs.StringVar(&c.upstream, "upstream", "", "OpenAI-compatible base URL, e.g. https://api.openai.com/v1; empty runs the built-in simulated upstream")
-	fs.BoolVar(&c.enabled, "cache", true, "cache enabled; false makes semcache a pure pass-through (rollback switch)")
+	boolFlag(fs, &c.enabled, "cache", true, "cache enabled; false makes semcache a pure pass-through (rollback switch)")
 	fs.StringVar(&c.backend, "backend", "memory", "cache backend: memory (in-process LRU + HNSW)")
 	fs.StringVar(&c.indexKind, "index", "hnsw", "vector index per scope for the memory backend: hnsw or flat (exact brute force)")
 	fs.StringVar(&c.embedder, "embedder", "local", "embedder: local (built-in lexical, offline) or openai (any OpenAI-compatible /embeddings)")
 	fs.StringVar(&c.embedderURL, "embedder-url", "", "base URL of the embeddings API for --embedder openai")
 	fs.StringVar(&c.embedderModel, "embedder-model", "", "embedding model for --embedder openai, e.g. text-embedding-3-small")
-	fs.IntVar(&c.embedderDim, "embedder-dim", 0, "vector length; 0 means 384 for local; required for openai (sent as dimensions)")
-	fs.IntVar(&c.embedCacheSize, "embedding-cache-size", 10000, "embeddings kept in memory so identical texts are embedded once (entries)")
+	intFlag(fs, &c.embedderDim, "embedder-dim", 0, "vector length; 0 means 384 for local; required for openai (sent as dimensions)")
+	intFlag(fs, &c.embedCacheSize, "embedding-cache-size", 10000, "embeddings kept in memory so identical texts are embedded once (entries)")
 	fs.StringVar(&c.threshold, "threshold", "", "cosine similarity in (0, 1] a neighbour needs for a semantic hit; higher is stricter; default: the embedder's measured default")
-	fs.IntVar(&c.topK, "top-k", 4, "neighbours per KNN query")
-	fs.DurationVar(&c.ttl, "ttl", time.Hour, "entry time to live")
-	fs.IntVar(&c.maxEntries, "max-entries", 100000, "maximum entries held by the memory backend (LRU beyond)")
-	fs.Int64Var(&c.maxBodyBytes, "max-body-bytes", 4<<20, "largest request body accepted, in bytes (413 beyond)")
-	fs.DurationVar(&c.upstreamTimeout, "upstream-timeout", 120*time.Second, "bound on one upstream chat completion")
+	intFlag(fs, &c.topK, "top-k", 4, "neighbours per KNN query")
+	durationFlag(fs, &c.ttl, "ttl", time.Hour, "entry time to live")
+	intFlag(fs, &c.maxEntries, "max-entries", 100000, "maximum entries held by the memory backend (LRU beyond)")
+	int64Flag(fs, &c.maxBodyBytes, "max-body-bytes", 4<<20, "largest request body accepted, in bytes (413 beyond)")
+	durationFlag(fs, &c.upstreamTimeout, "upstream-timeout", 120*time.Second, "bound on one upstream chat completion")
+	durationFlag(fs, &c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long requests in flight may finish before they are cut")
 	fs.StringVar(&c.namespace, "namespace", "", "shared namespace: all clients share one cache instead of one per API key")
 	fs.StringVar(&c.normalize, "normalize", "nfc,lower,space", "exact-key normalisation steps, comma-separated subset of nfc,lower,space; 'none' for none")
-	fs.IntVar(&c.hnswM, "hnsw-m", 16, "HNSW M: links per node (2*M on layer 0)")
-	fs.IntVar(&c.hnswEfConstr, "hnsw-ef-construction", 200, "HNSW EF_CONSTRUCTION: candidate list size at insert")
-	fs.IntVar(&c.hnswEfRuntime, "hnsw-ef-runtime", 64, "HNSW EF_RUNTIME: candidate list size at query")
-	fs.DurationVar(&c.simLatency, "sim-latency", 300*time.Millisecond, "simulated upstream: time to first token")
-	fs.DurationVar(&c.simPerToken, "sim-per-token-latency", 10*time.Millisecond, "simulated upstream: time per completion token")
+	intFlag(fs, &c.hnswM, "hnsw-m", 16, "HNSW M: links per node (2*M on layer 0)")
+	intFlag(fs, &c.hnswEfConstr, "hnsw-ef-construction", 200, "HNSW EF_CONSTRUCTION: candidate list size at insert")
+	intFlag(fs, &c.hnswEfRuntime, "hnsw-ef-runtime", 64, "HNSW EF_RUNTIME: candidate list size at query")
+	durationFlag(fs, &c.simLatency, "sim-latency", 300*time.Millisecond, "simulated upstream: time to first token")
+	durationFlag(fs, &c.simPerToken, "sim-per-token-latency", 10*time.Millisecond, "simulated upstream: time per completion token")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
 	fs.Usage = func() {
@@ -145,7 +147,7 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (se
 		}
 		if v := getenv(env); v != "" {
 			if err := f.Value.Set(v); err != nil {
-				envErr = fmt.Errorf("%s=%q: %v", env, v, err)
+				envErr = fmt.Errorf("%s=%q (--%s): %v", env, v, f.Name, err)
 			}
 		}
 	})
@@ -195,6 +197,15 @@ func (c *serveConfig) validate() error {
 	}
 	if c.upstreamTimeout <= 0 {
 		return fmt.Errorf("--upstream-timeout %v: must be > 0", c.upstreamTimeout)
+	}
+	if c.shutdownTimeout < 0 {
+		return fmt.Errorf("--shutdown-timeout %v: must not be negative", c.shutdownTimeout)
+	}
+	if c.embedderDim < 0 {
+		return fmt.Errorf("--embedder-dim %d: must not be negative", c.embedderDim)
+	}
+	if c.indexKind != "hnsw" && c.indexKind != "flat" {
+		return fmt.Errorf("--index %q: want hnsw or flat", c.indexKind)
 	}
 	if c.embedCacheSize < 0 {
 		return fmt.Errorf("--embedding-cache-size %d: must not be negative", c.embedCacheSize)
@@ -320,6 +331,9 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func
 	if err != nil {
 		return fmt.Errorf("embedder: %w", err)
 	}
+	if cfg.threshold == "" && cfg.embedder == "local" && emb.Dim() != 384 {
+		log.Warn("the local embedder's default threshold was measured at 384 dimensions; measure yours with `semcache bench tune`", "dim", emb.Dim(), "threshold", cfg.thresholdValue())
+	}
 	store, err := index.NewMemory(index.MemoryConfig{
 		Dim: emb.Dim(), MaxEntries: cfg.maxEntries, Index: cfg.indexKind,
 		HNSW: index.HNSWConfig{M: cfg.hnswM, EfConstruction: cfg.hnswEfConstr, EfSearch: cfg.hnswEfRuntime},
@@ -362,8 +376,110 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	log.Info("shutting down", "grace", cfg.shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
 	defer cancel()
-	return hs.Shutdown(sctx)
+	if err := hs.Shutdown(sctx); err != nil {
+		log.Warn("requests still in flight at the end of --shutdown-timeout were cut", "err", err)
+		return hs.Close()
+	}
+	return nil
 }
+
+// durationFlag, intFlag, int64Flag and boolFlag define flags like the
+// flag package's *Var functions, with parse errors that say what they want.
+func durationFlag(fs *flag.FlagSet, p *time.Duration, name string, def time.Duration, usage string) {
+	*p = def
+	fs.Var(durationValue{p}, name, usage)
+}
+
+func intFlag(fs *flag.FlagSet, p *int, name string, def int, usage string) {
+	*p = def
+	fs.Var(intValue{p}, name, usage)
+}
+
+func int64Flag(fs *flag.FlagSet, p *int64, name string, def int64, usage string) {
+	*p = def
+	fs.Var(int64Value{p}, name, usage)
+}
+
+func boolFlag(fs *flag.FlagSet, p *bool, name string, def bool, usage string) {
+	*p = def
+	fs.Var(boolValue{p}, name, usage)
+}
+
+// Flag values whose parse errors say what they want (the standard ones say
+// only "parse error").
+type (
+	durationValue struct{ p *time.Duration }
+	intValue      struct{ p *int }
+	int64Value    struct{ p *int64 }
+	boolValue     struct{ p *bool }
+)
+
+func (v durationValue) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return errors.New("want a Go duration such as 500ms, 30s or 1h")
+	}
+	*v.p = d
+	return nil
+}
+
+func (v durationValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return v.p.String()
+}
+
+func (v intValue) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return errors.New("want a whole number")
+	}
+	*v.p = n
+	return nil
+}
+
+func (v intValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return strconv.Itoa(*v.p)
+}
+
+func (v int64Value) Set(s string) error {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return errors.New("want a whole number")
+	}
+	*v.p = n
+	return nil
+}
+
+func (v int64Value) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return strconv.FormatInt(*v.p, 10)
+}
+
+func (v boolValue) Set(s string) error {
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return errors.New("want true or false")
+	}
+	*v.p = b
+	return nil
+}
+
+func (v boolValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return strconv.FormatBool(*v.p)
+}
+
+// IsBoolFlag lets --cache stand alone for --cache=true.
+func (boolValue) IsBoolFlag() bool { return true }

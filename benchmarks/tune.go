@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/semcache/semcache/index"
 	"io"
 	"math"
 	"os"
@@ -295,22 +296,14 @@ func embedAll(ctx context.Context, emb embedder, exs []Example) ([][]float32, er
 	return out, nil
 }
 
-// normalised returns a copy of v scaled to unit L2 norm (accumulated in
-// float64), or a zero copy when v has no finite non-zero norm.
+// normalised returns a copy of v scaled to unit L2 norm, or a zero copy
+// (similarity 0 to everything) when v cannot be normalised.
 func normalised(v []float32) []float32 {
-	var sum float64
-	for _, x := range v {
-		sum += float64(x) * float64(x)
+	n, err := index.Normalize(v)
+	if err != nil {
+		return make([]float32, len(v))
 	}
-	out := make([]float32, len(v))
-	if sum == 0 || math.IsInf(sum, 0) || math.IsNaN(sum) {
-		return out
-	}
-	inv := 1 / math.Sqrt(sum)
-	for i, x := range v {
-		out[i] = float32(float64(x) * inv)
-	}
-	return out
+	return n
 }
 
 // neighbour is the nearest warm example of a query.

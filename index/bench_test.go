@@ -140,3 +140,38 @@ func BenchmarkFlatSearch(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkHNSWSearchEf measures recall@1 and latency of k=1 searches on
+// 100,000 uniformly random 384-d vectors (the worst case) for several
+// EF_RUNTIME values, to show what raising --hnsw-ef-runtime buys.
+func BenchmarkHNSWSearchEf(b *testing.B) {
+	for _, ef := range []int{64, 128, 256} {
+		b.Run(fmt.Sprintf("n=100000/random/ef=%d", ef), func(b *testing.B) {
+			fx := getBenchFixture(b, "random", 100_000)
+			hits := 0
+			for _, q := range fx.data.queries {
+				got := mustSearchEf(b, fx.hnsw, q, 1, ef)
+				want := mustSearch(b, fx.exact, q, 1)
+				if len(got) > 0 && got[0].ID == want[0].ID {
+					hits++
+				}
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				mustSearchEf(b, fx.hnsw, fx.data.queries[i%len(fx.data.queries)], 1, ef)
+				i++
+			}
+			b.ReportMetric(float64(hits)/float64(len(fx.data.queries)), "recall@1")
+		})
+	}
+}
+
+func mustSearchEf(b *testing.B, h *HNSW, q []float32, k, ef int) []Neighbor {
+	b.Helper()
+	got, err := h.SearchEf(q, k, ef)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return got
+}

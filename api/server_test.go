@@ -17,6 +17,7 @@ import (
 	"github.com/semcache/semcache/api/sim"
 	"github.com/semcache/semcache/embedding"
 	"github.com/semcache/semcache/index"
+	"github.com/semcache/semcache/index/redistest"
 	"github.com/semcache/semcache/semantic"
 )
 
@@ -80,11 +81,7 @@ func newProxyWith(t *testing.T, up *upstream, mutate func(*api.Config), mutateCa
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := index.NewMemory(index.MemoryConfig{Dim: emb.Dim(), SweepInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := newStore(t, emb)
 	ccfg := semantic.Config{Threshold: testThreshold}
 	if mutateCache != nil {
 		mutateCache(&ccfg)
@@ -176,7 +173,9 @@ const (
 	paraphrase = "How can I reset my password?"
 )
 
-func TestRepeatIsOneUpstreamCall(t *testing.T) {
+func TestRepeatIsOneUpstreamCall(t *testing.T) { forEachBackend(t, testRepeatIsOneUpstreamCall) }
+
+func testRepeatIsOneUpstreamCall(t *testing.T) {
 	p := newProxy(t, newUpstream(t, nil), nil)
 	body := chat("gpt-4o-mini", "", "user", question)
 	first := p.post(t, "sk-a", body)
@@ -202,7 +201,9 @@ func TestRepeatIsOneUpstreamCall(t *testing.T) {
 	}
 }
 
-func TestParaphraseIsSemanticHit(t *testing.T) {
+func TestParaphraseIsSemanticHit(t *testing.T) { forEachBackend(t, testParaphraseIsSemanticHit) }
+
+func testParaphraseIsSemanticHit(t *testing.T) {
 	p := newProxy(t, newUpstream(t, nil), nil)
 	first := p.post(t, "sk-a", chat("gpt-4o-mini", "", "user", question))
 	r := p.post(t, "sk-a", chat("gpt-4o-mini", "", "user", paraphrase))
@@ -232,7 +233,9 @@ func simAnswer(q string) string { return sim.AnswerPrefix + q }
 
 // TestScopeIsolation sends a warm request, then variants that must not be
 // served its answer: each differs in something that changes the answer.
-func TestScopeIsolation(t *testing.T) {
+func TestScopeIsolation(t *testing.T) { forEachBackend(t, testScopeIsolation) }
+
+func testScopeIsolation(t *testing.T) {
 	warm := chat("gpt-4o-mini", `"temperature":0`, "system", "You are a bank assistant.", "user", question)
 	cases := []struct {
 		name, key, body string
@@ -272,7 +275,9 @@ func TestScopeIsolation(t *testing.T) {
 	}
 }
 
-func TestSemanticTierRespectsScope(t *testing.T) {
+func TestSemanticTierRespectsScope(t *testing.T) { forEachBackend(t, testSemanticTierRespectsScope) }
+
+func testSemanticTierRespectsScope(t *testing.T) {
 	p := newProxy(t, newUpstream(t, nil), nil)
 	p.post(t, "sk-a", chat("gpt-4o-mini", "", "user", question))
 	// A paraphrase from another tenant, and under another model, must miss.
@@ -284,7 +289,9 @@ func TestSemanticTierRespectsScope(t *testing.T) {
 	}
 }
 
-func TestSharedNamespace(t *testing.T) {
+func TestSharedNamespace(t *testing.T) { forEachBackend(t, testSharedNamespace) }
+
+func testSharedNamespace(t *testing.T) {
 	p := newProxy(t, newUpstream(t, nil), func(c *api.Config) { c.SharedNamespace = "faq" })
 	p.post(t, "sk-a", chat("m", "", "user", question))
 	if r := p.post(t, "sk-b", chat("m", "", "user", question)); r.semStatus() != "HIT" {
@@ -293,6 +300,10 @@ func TestSharedNamespace(t *testing.T) {
 }
 
 func TestUpstreamErrorsPassThroughAndAreNotCached(t *testing.T) {
+	forEachBackend(t, testUpstreamErrorsPassThroughAndAreNotCached)
+}
+
+func testUpstreamErrorsPassThroughAndAreNotCached(t *testing.T) {
 	for _, status := range []int{http.StatusInternalServerError, http.StatusTooManyRequests, http.StatusBadRequest} {
 		t.Run(fmt.Sprint(status), func(t *testing.T) {
 			errBody := fmt.Sprintf(`{"error":{"message":"upstream says %d","type":"x","code":"y"}}`, status)
@@ -321,7 +332,9 @@ func TestUpstreamErrorsPassThroughAndAreNotCached(t *testing.T) {
 	}
 }
 
-func TestIncompleteAnswerNotCached(t *testing.T) {
+func TestIncompleteAnswerNotCached(t *testing.T) { forEachBackend(t, testIncompleteAnswerNotCached) }
+
+func testIncompleteAnswerNotCached(t *testing.T) {
 	up := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"..."},"finish_reason":"content_filter"}]}`)
@@ -335,6 +348,10 @@ func TestIncompleteAnswerNotCached(t *testing.T) {
 }
 
 func TestConcurrentIdenticalMissesAreCoalesced(t *testing.T) {
+	forEachBackend(t, testConcurrentIdenticalMissesAreCoalesced)
+}
+
+func testConcurrentIdenticalMissesAreCoalesced(t *testing.T) {
 	const n = 12
 	release := make(chan struct{})
 	s := sim.New(sim.Config{})
@@ -381,7 +398,9 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 }
 
-func TestBadInput(t *testing.T) {
+func TestBadInput(t *testing.T) { forEachBackend(t, testBadInput) }
+
+func testBadInput(t *testing.T) {
 	cases := []struct {
 		name, body string
 		status     int
@@ -432,6 +451,10 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestStreamingIsBypassedUnchanged(t *testing.T) {
+	forEachBackend(t, testStreamingIsBypassedUnchanged)
+}
+
+func testStreamingIsBypassedUnchanged(t *testing.T) {
 	up := newUpstream(t, nil)
 	p := newProxy(t, up, nil)
 	body := chat("m", `"stream":true`, "user", question)
@@ -455,7 +478,9 @@ func TestStreamingIsBypassedUnchanged(t *testing.T) {
 	}
 }
 
-func TestCacheDisabledIsPassThrough(t *testing.T) {
+func TestCacheDisabledIsPassThrough(t *testing.T) { forEachBackend(t, testCacheDisabledIsPassThrough) }
+
+func testCacheDisabledIsPassThrough(t *testing.T) {
 	up := newUpstream(t, nil)
 	p := newProxy(t, up, func(c *api.Config) { c.CacheDisabled = true })
 	for i := 0; i < 2; i++ {
@@ -469,6 +494,10 @@ func TestCacheDisabledIsPassThrough(t *testing.T) {
 }
 
 func TestNonUserLastMessageIsBypassed(t *testing.T) {
+	forEachBackend(t, testNonUserLastMessageIsBypassed)
+}
+
+func testNonUserLastMessageIsBypassed(t *testing.T) {
 	up := newUpstream(t, nil)
 	p := newProxy(t, up, nil)
 	body := chat("m", "", "user", question, "assistant", "Sure,")
@@ -479,7 +508,9 @@ func TestNonUserLastMessageIsBypassed(t *testing.T) {
 	}
 }
 
-func TestAuthorization(t *testing.T) {
+func TestAuthorization(t *testing.T) { forEachBackend(t, testAuthorization) }
+
+func testAuthorization(t *testing.T) {
 	t.Run("client key passed through", func(t *testing.T) {
 		up := newUpstream(t, nil)
 		p := newProxy(t, up, nil)
@@ -503,7 +534,9 @@ func TestAuthorization(t *testing.T) {
 	})
 }
 
-func TestUpstreamUnreachable(t *testing.T) {
+func TestUpstreamUnreachable(t *testing.T) { forEachBackend(t, testUpstreamUnreachable) }
+
+func testUpstreamUnreachable(t *testing.T) {
 	up := newUpstream(t, nil)
 	p := newProxy(t, up, nil)
 	up.srv.Close()
@@ -513,7 +546,9 @@ func TestUpstreamUnreachable(t *testing.T) {
 	}
 }
 
-func TestHealthStatsAndPassThrough(t *testing.T) {
+func TestHealthStatsAndPassThrough(t *testing.T) { forEachBackend(t, testHealthStatsAndPassThrough) }
+
+func testHealthStatsAndPassThrough(t *testing.T) {
 	p := newProxy(t, newUpstream(t, nil), nil)
 	if r := p.do(t, http.MethodGet, "/healthz", "", ""); r.status != 200 {
 		t.Errorf("healthz: %d", r.status)
@@ -543,7 +578,9 @@ func TestHealthStatsAndPassThrough(t *testing.T) {
 	}
 }
 
-func TestUpstreamHeadersRelayed(t *testing.T) {
+func TestUpstreamHeadersRelayed(t *testing.T) { forEachBackend(t, testUpstreamHeadersRelayed) }
+
+func testUpstreamHeadersRelayed(t *testing.T) {
 	var status atomic.Int64
 	status.Store(http.StatusTooManyRequests)
 	s := sim.New(sim.Config{})
@@ -578,7 +615,9 @@ func TestUpstreamHeadersRelayed(t *testing.T) {
 	}
 }
 
-func TestUpstreamTimeoutIs504(t *testing.T) {
+func TestUpstreamTimeoutIs504(t *testing.T) { forEachBackend(t, testUpstreamTimeoutIs504) }
+
+func testUpstreamTimeoutIs504(t *testing.T) {
 	stop := make(chan struct{})
 	up := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select { // never answers on its own
@@ -595,6 +634,10 @@ func TestUpstreamTimeoutIs504(t *testing.T) {
 }
 
 func TestCacheDisabledForwardsEvenInvalidBodies(t *testing.T) {
+	forEachBackend(t, testCacheDisabledForwardsEvenInvalidBodies)
+}
+
+func testCacheDisabledForwardsEvenInvalidBodies(t *testing.T) {
 	gotc := make(chan []byte, 1)
 	up := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
@@ -607,4 +650,46 @@ func TestCacheDisabledForwardsEvenInvalidBodies(t *testing.T) {
 	if got := <-gotc; string(got) != `{"model":` || r.status != 400 || !strings.Contains(string(r.body), "upstream rejects it") || r.semStatus() != "BYPASS" {
 		t.Errorf("upstream got %q; client got %d %s %s", got, r.status, r.semStatus(), r.body)
 	}
+}
+
+// backend is the store the proxies of the running test use; forEachBackend
+// sets it (tests in this package are not parallel).
+var backend = "memory"
+
+// forEachBackend runs f once per backend: the in-process store, and Redis
+// with the RediSearch module (skipped with a line saying what is missing when
+// SEMCACHE_TEST_REDISEARCH_MODULE is not set).
+func forEachBackend(t *testing.T, f func(t *testing.T)) {
+	for _, b := range []string{"memory", "redis"} {
+		t.Run(b, func(t *testing.T) {
+			backend = b
+			defer func() { backend = "memory" }()
+			f(t)
+		})
+	}
+}
+
+type testStore interface {
+	semantic.Store
+	Close() error
+}
+
+// newStore returns an empty store of the current backend; for Redis, on a
+// redis-server of its own.
+func newStore(t *testing.T, emb semantic.Embedder) testStore {
+	t.Helper()
+	var st testStore
+	var err error
+	switch backend {
+	case "redis":
+		srv := redistest.StartSearch(t)
+		st, err = index.NewRedis(t.Context(), index.RedisConfig{URL: srv.URL(), Dim: emb.Dim(), Fingerprint: emb.Fingerprint()})
+	default:
+		st, err = index.NewMemory(index.MemoryConfig{Dim: emb.Dim(), SweepInterval: -1})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
 }

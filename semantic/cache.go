@@ -70,7 +70,9 @@ type Config struct {
 	// Normalization selects exact-key normalisation; the zero value is
 	// NFC, lower-case, collapsed white space.
 	Normalization Normalization
-	// Logger receives lookup and store failures. nil means slog.Default().
+	// Logger receives lookup and store failures, each kind at most once per
+	// 10 seconds with the count of those not logged. nil means
+	// slog.Default().
 	Logger *slog.Logger
 	// Now is the clock for entry ages. nil means time.Now.
 	Now func() time.Time
@@ -88,7 +90,7 @@ type Cache struct {
 	store  Store
 	flight singleflight.Group
 	stats  Stats
-	log    *slog.Logger
+	faults *faultLog
 }
 
 // New returns a Cache over the embedder and store. It fails when cfg is out
@@ -124,7 +126,7 @@ func New(cfg Config, emb Embedder, store Store) (*Cache, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Cache{cfg: cfg, emb: emb, store: store, log: cfg.Logger}, nil
+	return &Cache{cfg: cfg, emb: emb, store: store, faults: newFaultLog(cfg.Logger, cfg.Now)}, nil
 }
 
 // Normalization returns the cache's exact-key normalisation, for Identify.
@@ -269,7 +271,7 @@ func (c *Cache) getEntry(ctx context.Context, key string) (Result, bool) {
 	raw, ok, err := c.store.Get(ctx, key)
 	if err != nil {
 		c.stats.LookupErrors.Add(1)
-		c.log.Warn("cache lookup failed", "key", key, "err", err)
+		c.faults.warn("cache lookup failed", "key", key, "err", err)
 		return Result{}, false
 	}
 	if !ok {
@@ -278,7 +280,7 @@ func (c *Cache) getEntry(ctx context.Context, key string) (Result, bool) {
 	var e Entry
 	if err := json.Unmarshal(raw, &e); err != nil {
 		c.stats.LookupErrors.Add(1)
-		c.log.Warn("cache entry undecodable", "key", key, "err", err)
+		c.faults.warn("cache entry undecodable", "key", key, "err", err)
 		return Result{}, false
 	}
 	age := c.cfg.Now().Sub(time.UnixMilli(e.CreatedAt))
@@ -334,7 +336,7 @@ func (c *Cache) lookupOrFetch(ctx context.Context, id Identity, fetch FetchFunc)
 		}
 		if err := c.put(ctx, e, vec); err != nil {
 			c.stats.StoreErrors.Add(1)
-			c.log.Warn("cache store failed", "key", id.Key, "err", err)
+			c.faults.warn("cache store failed", "key", id.Key, "err", err)
 		} else {
 			r.Stored = true
 		}
@@ -351,14 +353,14 @@ func (c *Cache) semantic(ctx context.Context, id Identity) ([]float32, Result, b
 	}
 	if err != nil {
 		c.stats.LookupErrors.Add(1)
-		c.log.Warn("embed prompt failed", "err", err)
+		c.faults.warn("embed prompt failed", "err", err)
 		return nil, Result{}, false
 	}
 	vec := vecs[0]
 	nn, err := c.store.Search(ctx, id.Scope, vec, c.cfg.TopK)
 	if err != nil {
 		c.stats.LookupErrors.Add(1)
-		c.log.Warn("semantic search failed", "err", err)
+		c.faults.warn("semantic search failed", "err", err)
 		return vec, Result{}, false
 	}
 	for _, n := range nn {

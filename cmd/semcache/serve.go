@@ -38,6 +38,12 @@ type serveConfig struct {
 	upstreamKey     string // from SEMCACHE_UPSTREAM_API_KEY only
 	enabled         bool
 	backend         string
+	redisURL        string
+	redisPrefix     string
+	redisPoolSize   int
+	redisTimeout    time.Duration
+	redisDialTO     time.Duration
+	redisRetries    int
 	indexKind       string
 	embedder        string
 	embedderURL     string
@@ -70,6 +76,12 @@ var envFlags = map[string]string{
 	"upstream":              "SEMCACHE_UPSTREAM",
 	"cache":                 "SEMCACHE_ENABLED",
 	"backend":               "SEMCACHE_BACKEND",
+	"redis-url":             "SEMCACHE_REDIS_URL",
+	"redis-prefix":          "SEMCACHE_REDIS_PREFIX",
+	"redis-pool-size":       "SEMCACHE_REDIS_POOL_SIZE",
+	"redis-timeout":         "SEMCACHE_REDIS_TIMEOUT",
+	"redis-dial-timeout":    "SEMCACHE_REDIS_DIAL_TIMEOUT",
+	"redis-max-retries":     "SEMCACHE_REDIS_MAX_RETRIES",
 	"index":                 "SEMCACHE_INDEX",
 	"embedder":              "SEMCACHE_EMBEDDER",
 	"embedder-url":          "SEMCACHE_EMBEDDER_URL",
@@ -102,7 +114,13 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (se
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "address to listen on")
 	fs.StringVar(&c.upstream, "upstream", "", "OpenAI-compatible base URL, e.g. https://api.openai.com/v1; empty runs the built-in simulated upstream")
 	boolFlag(fs, &c.enabled, "cache", true, "cache enabled; false makes semcache a pure pass-through (rollback switch)")
-	fs.StringVar(&c.backend, "backend", "memory", "cache backend: memory (in-process LRU + HNSW)")
+	fs.StringVar(&c.backend, "backend", "memory", "cache backend: memory (in-process LRU + HNSW) or redis (Redis Stack / RediSearch, shared by replicas)")
+	fs.StringVar(&c.redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis server for --backend redis (needs the RediSearch module for the semantic tier)")
+	fs.StringVar(&c.redisPrefix, "redis-prefix", "semcache:", "prefix of every key and of the index name this cache writes in Redis")
+	intFlag(fs, &c.redisPoolSize, "redis-pool-size", 0, "Redis connection pool size; 0 means 10 per CPU")
+	durationFlag(fs, &c.redisTimeout, "redis-timeout", 500*time.Millisecond, "Redis read and write timeout: the longest Redis can delay a request before the cache fails open")
+	durationFlag(fs, &c.redisDialTO, "redis-dial-timeout", time.Second, "Redis connect timeout")
+	intFlag(fs, &c.redisRetries, "redis-max-retries", 1, "retries of a failed Redis command; 0 for none")
 	fs.StringVar(&c.indexKind, "index", "hnsw", "vector index per scope for the memory backend: hnsw or flat (exact brute force)")
 	fs.StringVar(&c.embedder, "embedder", "local", "embedder: local (built-in lexical, offline) or openai (any OpenAI-compatible /embeddings)")
 	fs.StringVar(&c.embedderURL, "embedder-url", "", "base URL of the embeddings API for --embedder openai")
@@ -163,9 +181,14 @@ func (c *serveConfig) validate() error {
 	switch c.backend {
 	case "memory":
 	case "redis":
-		return errors.New("--backend redis: not available yet in this build; use memory")
+		if !strings.HasPrefix(c.redisURL, "redis://") && !strings.HasPrefix(c.redisURL, "rediss://") {
+			return fmt.Errorf("--redis-url %q: want redis://host:port/db", c.redisURL)
+		}
+		if c.redisTimeout <= 0 || c.redisDialTO <= 0 || c.redisPoolSize < 0 || c.redisRetries < 0 {
+			return errors.New("--redis-timeout and --redis-dial-timeout must be > 0; --redis-pool-size and --redis-max-retries must not be negative")
+		}
 	default:
-		return fmt.Errorf("--backend %q: want memory", c.backend)
+		return fmt.Errorf("--backend %q: want memory or redis", c.backend)
 	}
 	switch c.embedder {
 	case "local":
@@ -292,6 +315,43 @@ func (c *serveConfig) newEmbedder() (*embedding.Cached, error) {
 	return embedding.NewCached(e, c.embedCacheSize)
 }
 
+// store is a semantic.Store that holds resources until Close.
+type store interface {
+	semantic.Store
+	Close() error
+}
+
+// newStore builds the configured backend for the embedder's vector space.
+func (c *serveConfig) newStore(ctx context.Context, emb semantic.Embedder, log *slog.Logger) (store, error) {
+	if c.backend == "redis" {
+		retries := c.redisRetries
+		if retries == 0 {
+			retries = -1 // RedisConfig: 0 means the default, negative none
+		}
+		r, err := index.NewRedis(ctx, index.RedisConfig{
+			URL: c.redisURL, Prefix: c.redisPrefix, Dim: emb.Dim(), Fingerprint: emb.Fingerprint(),
+			M: c.hnswM, EfConstruction: c.hnswEfConstr, EfRuntime: c.hnswEfRuntime,
+			PoolSize: c.redisPoolSize, DialTimeout: c.redisDialTO, ReadTimeout: c.redisTimeout, WriteTimeout: c.redisTimeout,
+			MaxRetries: retries,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("redis backend: %w", err)
+		}
+		if !r.Ready() {
+			log.Warn("redis backend not ready (server down or RediSearch module missing): exact tier only until it is, retrying", "index", r.IndexName())
+		}
+		return r, nil
+	}
+	m, err := index.NewMemory(index.MemoryConfig{
+		Dim: emb.Dim(), MaxEntries: c.maxEntries, Index: c.indexKind,
+		HNSW: index.HNSWConfig{M: c.hnswM, EfConstruction: c.hnswEfConstr, EfSearch: c.hnswEfRuntime},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("memory backend: %w", err)
+	}
+	return m, nil
+}
+
 // serve runs the proxy until ctx ends.
 func serve(ctx context.Context, args []string, _, stderr io.Writer) int {
 	cfg, err := parseServe(args, os.Getenv, stderr)
@@ -334,12 +394,9 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func
 	if cfg.threshold == "" && cfg.embedder == "local" && emb.Dim() != 384 {
 		log.Warn("the local embedder's default threshold was measured at 384 dimensions; measure yours with `semcache bench tune`", "dim", emb.Dim(), "threshold", cfg.thresholdValue())
 	}
-	store, err := index.NewMemory(index.MemoryConfig{
-		Dim: emb.Dim(), MaxEntries: cfg.maxEntries, Index: cfg.indexKind,
-		HNSW: index.HNSWConfig{M: cfg.hnswM, EfConstruction: cfg.hnswEfConstr, EfSearch: cfg.hnswEfRuntime},
-	})
+	store, err := cfg.newStore(ctx, emb, log)
 	if err != nil {
-		return fmt.Errorf("memory backend: %w", err)
+		return err
 	}
 	defer store.Close()
 	norm, _ := cfg.normalization()

@@ -1,0 +1,405 @@
+package index
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrIndexSchema is returned (wrapped) when the RediSearch index of this
+// cache exists with another dimension, metric or field layout than the
+// embedder needs. semcache never drops or changes an existing index; the
+// operator decides (another --redis-prefix, or an explicit flush).
+var ErrIndexSchema = errors.New("index: existing RediSearch index has another schema")
+
+// ErrIndexNotReady is returned (wrapped) by Search while the RediSearch
+// index could not be verified or created yet (Redis down at start-up, or
+// the search module missing). The cache treats it as a failed lookup and
+// goes upstream.
+var ErrIndexNotReady = errors.New("index: RediSearch index not ready")
+
+// RedisConfig configures a Redis store. NewRedis copies it; zero values
+// mean the defaults on each field.
+type RedisConfig struct {
+	// URL is the server, redis://[user:password@]host:port/db; required.
+	URL string
+	// Prefix starts every key and the index name this cache writes, so
+	// that several caches (or other data) can share one database and an
+	// explicit flush deletes only this cache's keys. "" means "semcache:".
+	Prefix string
+	// Dim is the vector length; required (> 0).
+	Dim int
+	// Fingerprint names the embedder's vector space (kind, model,
+	// dimension); required. It is part of the index name and of the vector
+	// keys' prefix, so a model change gets a new index instead of mixed
+	// vectors.
+	Fingerprint string
+	// M, EfConstruction and EfRuntime are RediSearch's HNSW M,
+	// EF_CONSTRUCTION and EF_RUNTIME for a new index; 0 means 16, 200 and
+	// 64, the in-process defaults (see HNSWConfig).
+	M, EfConstruction, EfRuntime int
+	// PoolSize is the connection pool size; 0 means go-redis's default (10
+	// per GOMAXPROCS).
+	PoolSize int
+	// DialTimeout, ReadTimeout and WriteTimeout bound each connection
+	// attempt and command; 0 means 1 s, 500 ms and 500 ms, so that a slow
+	// or dead Redis delays a request by at most about a second before the
+	// cache fails open.
+	DialTimeout, ReadTimeout, WriteTimeout time.Duration
+	// MaxRetries is the number of retries of a failed command; 0 means 1,
+	// negative means none.
+	MaxRetries int
+}
+
+// Redis is semcache's shared backend: exact entries as string keys with a
+// TTL (SET ... EX), and one HASH per vector (scope TAG, FLOAT32 vector, the
+// entry) indexed by a RediSearch HNSW index with COSINE distance. Several
+// proxies pointed at one Redis share the cache.
+//
+// Redis is safe for concurrent use. It never drops an index or flushes a
+// database: start-up creates the index when it is missing and verifies it
+// when it exists; Close only closes connections.
+type Redis struct {
+	cfg       RedisConfig
+	rdb       *redis.Client
+	indexName string
+	vecPrefix string // key prefix of the vector hashes, the index's PREFIX
+
+	// mu guards ready and lastTry: whether the index is verified, and when
+	// ensureIndex last tried.
+	mu      sync.Mutex
+	ready   bool
+	lastTry time.Time
+}
+
+// indexRetryInterval is how often Search retries creating or verifying the
+// index while it is not ready.
+const indexRetryInterval = time.Second
+
+// NewRedis connects to cfg.URL and verifies or creates the index. An
+// unreachable server is not an error (the store starts not ready and keeps
+// retrying; every operation fails fast until Redis answers), but an index
+// with another schema is: it returns an error wrapping ErrIndexSchema. A
+// malformed config returns an error naming the field.
+func NewRedis(ctx context.Context, cfg RedisConfig) (*Redis, error) {
+	if cfg.Dim <= 0 {
+		return nil, fmt.Errorf("index: RedisConfig.Dim %d: must be > 0", cfg.Dim)
+	}
+	if cfg.Fingerprint == "" {
+		return nil, errors.New("index: RedisConfig.Fingerprint: required")
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = "semcache:"
+	}
+	if cfg.M == 0 {
+		cfg.M = DefaultM
+	}
+	if cfg.EfConstruction == 0 {
+		cfg.EfConstruction = DefaultEfConstruction
+	}
+	if cfg.EfRuntime == 0 {
+		cfg.EfRuntime = DefaultEfSearch
+	}
+	if cfg.M < 2 || cfg.EfConstruction < 0 || cfg.EfRuntime < 0 {
+		return nil, fmt.Errorf("index: RedisConfig M %d, EfConstruction %d, EfRuntime %d: want M >= 2 and positive EF values", cfg.M, cfg.EfConstruction, cfg.EfRuntime)
+	}
+	opts, err := redis.ParseURL(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("index: RedisConfig.URL: %w", err)
+	}
+	opts.Protocol = 2 // go-redis parses FT.* replies fully only in RESP2
+	if cfg.PoolSize > 0 {
+		opts.PoolSize = cfg.PoolSize
+	}
+	opts.DialTimeout = orDefault(cfg.DialTimeout, time.Second)
+	opts.ReadTimeout = orDefault(cfg.ReadTimeout, 500*time.Millisecond)
+	opts.WriteTimeout = orDefault(cfg.WriteTimeout, 500*time.Millisecond)
+	switch {
+	case cfg.MaxRetries == 0:
+		opts.MaxRetries = 1
+	case cfg.MaxRetries < 0:
+		opts.MaxRetries = -1
+	default:
+		opts.MaxRetries = cfg.MaxRetries
+	}
+	name := sanitizeName(cfg.Fingerprint)
+	r := &Redis{
+		cfg:       cfg,
+		rdb:       redis.NewClient(opts),
+		indexName: cfg.Prefix + "idx:" + name,
+		vecPrefix: cfg.Prefix + "v:" + name + ":",
+	}
+	if err := r.ensureIndex(ctx); err != nil && errors.Is(err, ErrIndexSchema) {
+		r.rdb.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+// sanitizeName keeps an index or key component readable and free of white
+// space and of the characters RediSearch queries treat specially.
+func sanitizeName(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == '.', r == ':':
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+// IndexName returns the RediSearch index name: Prefix + "idx:" + the
+// embedder fingerprint.
+func (r *Redis) IndexName() string { return r.indexName }
+
+// Ready reports whether the index has been verified or created.
+func (r *Redis) Ready() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ready
+}
+
+// ensureIndex creates the index when FT._LIST does not name it, and checks
+// its vector field when it does. Existence is decided from the index list,
+// not from the text of an error.
+func (r *Redis) ensureIndex(ctx context.Context) error {
+	r.mu.Lock()
+	r.lastTry = time.Now()
+	r.mu.Unlock()
+	names, err := r.rdb.FT_List(ctx).Result()
+	if err != nil {
+		return fmt.Errorf("%w: FT._LIST: %v", ErrIndexNotReady, err)
+	}
+	if slices.Contains(names, r.indexName) {
+		if err := r.verifyIndex(ctx); err != nil {
+			return err
+		}
+	} else {
+		err := r.rdb.FTCreate(ctx, r.indexName,
+			&redis.FTCreateOptions{OnHash: true, Prefix: []any{r.vecPrefix}},
+			&redis.FieldSchema{FieldName: "scope", FieldType: redis.SearchFieldTypeTag},
+			&redis.FieldSchema{FieldName: "vector", FieldType: redis.SearchFieldTypeVector, VectorArgs: &redis.FTVectorArgs{
+				HNSWOptions: &redis.FTHNSWOptions{
+					Type: "FLOAT32", Dim: r.cfg.Dim, DistanceMetric: "COSINE",
+					// go-redis names EF_CONSTRUCTION MaxAllowedEdgesPerNode.
+					MaxEdgesPerNode: r.cfg.M, MaxAllowedEdgesPerNode: r.cfg.EfConstruction, EFRunTime: r.cfg.EfRuntime,
+				},
+			}},
+		).Err()
+		if err != nil {
+			// Another replica may have created it meanwhile: verify.
+			if names, lerr := r.rdb.FT_List(ctx).Result(); lerr == nil && slices.Contains(names, r.indexName) {
+				if verr := r.verifyIndex(ctx); verr != nil {
+					return verr
+				}
+			} else {
+				return fmt.Errorf("%w: FT.CREATE %s: %v", ErrIndexNotReady, r.indexName, err)
+			}
+		}
+	}
+	r.mu.Lock()
+	r.ready = true
+	r.mu.Unlock()
+	return nil
+}
+
+// verifyIndex checks that the existing index has a TAG field "scope" and a
+// VECTOR field "vector" of dimension Dim with the COSINE metric. FT.INFO of
+// RediSearch 2.6 does not report a vector field's dimension or metric, so
+// where it leaves them out the dimension is checked by a probe: a KNN query
+// (LIMIT 0 0) with a vector of length Dim, which the server refuses with a
+// reply error (not a connection error) when the lengths differ.
+func (r *Redis) verifyIndex(ctx context.Context) error {
+	info, err := r.rdb.FTInfo(ctx, r.indexName).Result()
+	if err != nil {
+		return fmt.Errorf("%w: FT.INFO %s: %v", ErrIndexNotReady, r.indexName, err)
+	}
+	var haveScope, haveVector bool
+	for _, a := range info.Attributes {
+		switch a.Attribute {
+		case "scope":
+			haveScope = strings.EqualFold(a.Type, "TAG")
+		case "vector":
+			haveVector = strings.EqualFold(a.Type, "VECTOR")
+			if (a.Dim != 0 && a.Dim != r.cfg.Dim) || (a.DistanceMetric != "" && !strings.EqualFold(a.DistanceMetric, "COSINE")) {
+				return fmt.Errorf("%w: %s has a vector field of dim %d, metric %s; want dim %d, COSINE",
+					ErrIndexSchema, r.indexName, a.Dim, a.DistanceMetric, r.cfg.Dim)
+			}
+		}
+	}
+	if !haveScope || !haveVector {
+		return fmt.Errorf("%w: %s lacks a TAG field scope or a VECTOR field vector", ErrIndexSchema, r.indexName)
+	}
+	probe := make([]float32, r.cfg.Dim)
+	probe[0] = 1
+	_, err = r.rdb.FTSearchWithArgs(ctx, r.indexName, "*=>[KNN 1 @vector $vec AS distance]", &redis.FTSearchOptions{
+		Params: map[string]any{"vec": float32Bytes(probe)}, CountOnly: true, DialectVersion: 2,
+	}).Result()
+	var replyErr redis.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &replyErr):
+		return fmt.Errorf("%w: %s refuses a %d-dimensional query vector: %v", ErrIndexSchema, r.indexName, r.cfg.Dim, err)
+	default:
+		return fmt.Errorf("%w: probe %s: %v", ErrIndexNotReady, r.indexName, err)
+	}
+}
+
+func (r *Redis) exactKey(key string) string  { return r.cfg.Prefix + "e:" + key }
+func (r *Redis) vectorKey(key string) string { return r.vecPrefix + key }
+
+// Get returns the value stored under key; a missing or expired key is a
+// miss (redis.Nil never leaves this package).
+func (r *Redis) Get(ctx context.Context, key string) ([]byte, bool, error) {
+	b, err := r.rdb.Get(ctx, r.exactKey(key)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("redis GET: %w", err)
+	}
+	return b, true, nil
+}
+
+// Set stores value under key for ttl (> 0, whole milliseconds) and, when vec
+// is not nil (length Dim), the vector hash in scope, in one MULTI/EXEC
+// transaction so that no half-written entry is ever visible. A nil vec
+// deletes any earlier vector of the key. A vector of the wrong length
+// returns an error wrapping ErrDimensionMismatch, an unusable one
+// ErrInvalidVector; neither writes anything.
+func (r *Redis) Set(ctx context.Context, key, scope string, value []byte, vec []float32, ttl time.Duration) error {
+	if ttl <= 0 {
+		return fmt.Errorf("index: ttl %v: must be > 0", ttl)
+	}
+	var blob []byte
+	if vec != nil {
+		if len(vec) != r.cfg.Dim {
+			return fmt.Errorf("%w: got %d, index has %d", ErrDimensionMismatch, len(vec), r.cfg.Dim)
+		}
+		unit, err := Normalize(vec)
+		if err != nil {
+			return err
+		}
+		blob = float32Bytes(unit)
+	}
+	_, err := r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, r.exactKey(key), value, ttl)
+		vk := r.vectorKey(key)
+		if blob == nil {
+			p.Del(ctx, vk)
+			return nil
+		}
+		p.Del(ctx, vk) // a replaced entry must not keep fields of the old one
+		p.HSet(ctx, vk, "scope", scope, "vector", blob, "entry", value,
+			"created_ms", strconv.FormatInt(time.Now().UnixMilli(), 10))
+		p.PExpire(ctx, vk, ttl)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("redis MULTI SET/HSET: %w", err)
+	}
+	return nil
+}
+
+// Search returns up to k entries of scope nearest to vec (length Dim),
+// highest cosine similarity first, with a RediSearch KNN query filtered by
+// the scope TAG. Expired hashes have left the index, so no expiry check is
+// needed here.
+func (r *Redis) Search(ctx context.Context, scope string, vec []float32, k int) ([]Neighbor, error) {
+	if len(vec) != r.cfg.Dim {
+		return nil, fmt.Errorf("%w: got %d, index has %d", ErrDimensionMismatch, len(vec), r.cfg.Dim)
+	}
+	if k <= 0 {
+		return nil, fmt.Errorf("index: k %d: must be > 0", k)
+	}
+	if !r.Ready() {
+		r.mu.Lock()
+		due := time.Since(r.lastTry) >= indexRetryInterval
+		r.mu.Unlock()
+		if !due {
+			return nil, ErrIndexNotReady
+		}
+		if err := r.ensureIndex(ctx); err != nil {
+			return nil, err
+		}
+	}
+	unit, err := Normalize(vec)
+	if err != nil {
+		return nil, err
+	}
+	query := fmt.Sprintf("(@scope:{$scope})=>[KNN %d @vector $vec AS distance]", k)
+	res, err := r.rdb.FTSearchWithArgs(ctx, r.indexName, query, &redis.FTSearchOptions{
+		Params:         map[string]any{"scope": scope, "vec": float32Bytes(unit)},
+		SortBy:         []redis.FTSearchSortBy{{FieldName: "distance", Asc: true}},
+		Return:         []redis.FTSearchReturn{{FieldName: "distance"}},
+		Limit:          k,
+		DialectVersion: 2,
+	}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis FT.SEARCH: %w", err)
+	}
+	out := make([]Neighbor, 0, len(res.Docs))
+	for _, d := range res.Docs {
+		key, ok := strings.CutPrefix(d.ID, r.vecPrefix)
+		if !ok {
+			continue
+		}
+		dist, err := strconv.ParseFloat(d.Fields["distance"], 32)
+		if err != nil {
+			return nil, fmt.Errorf("redis FT.SEARCH: distance %q of %s: %w", d.Fields["distance"], d.ID, err)
+		}
+		out = append(out, Neighbor{ID: key, Similarity: SimilarityFromDistance(float32(dist))})
+	}
+	return out, nil
+}
+
+// Delete removes key from both tiers and reports whether it existed.
+func (r *Redis) Delete(ctx context.Context, key string) (bool, error) {
+	n, err := r.rdb.Del(ctx, r.exactKey(key), r.vectorKey(key)).Result()
+	if err != nil {
+		return false, fmt.Errorf("redis DEL: %w", err)
+	}
+	return n > 0, nil
+}
+
+// Len returns the number of entries with a vector (FT.INFO num_docs).
+// Exact-only entries (prompts with image parts) are not counted.
+func (r *Redis) Len(ctx context.Context) (int, error) {
+	info, err := r.rdb.FTInfo(ctx, r.indexName).Result()
+	if err != nil {
+		return 0, fmt.Errorf("redis FT.INFO: %w", err)
+	}
+	return info.NumDocs, nil
+}
+
+// Ping checks that the server answers.
+func (r *Redis) Ping(ctx context.Context) error { return r.rdb.Ping(ctx).Err() }
+
+// Close closes the connections. It deletes nothing.
+func (r *Redis) Close() error { return r.rdb.Close() }
+
+// float32Bytes encodes v as little-endian FLOAT32, RediSearch's vector blob.
+func float32Bytes(v []float32) []byte {
+	b := make([]byte, 4*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
+	}
+	return b
+}

@@ -1,0 +1,121 @@
+// Package redistest starts real redis-server processes on free loopback
+// ports for tests, optionally with the RediSearch module loaded.
+package redistest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ModuleEnv names the environment variable holding the path of a RediSearch
+// module (redisearch.so, 2.6.x for Debian's Redis 7.0).
+const ModuleEnv = "SEMCACHE_TEST_REDISEARCH_MODULE"
+
+// Server is a redis-server process owned by one test. It listens on
+// 127.0.0.1 only, persists nothing, and is killed when the test ends.
+type Server struct {
+	t      testing.TB
+	Port   int
+	Module string // path of the loaded module, "" for none
+	cmd    *exec.Cmd
+	log    bytes.Buffer
+}
+
+// Start starts redis-server without modules. It skips the test when
+// redis-server is not installed (.ci/run installs it).
+func Start(t testing.TB) *Server {
+	t.Helper()
+	return start(t, "")
+}
+
+// StartSearch starts redis-server with the RediSearch module named by
+// SEMCACHE_TEST_REDISEARCH_MODULE, and skips the test with one line saying
+// so when the variable is not set.
+func StartSearch(t testing.TB) *Server {
+	t.Helper()
+	mod := os.Getenv(ModuleEnv)
+	if mod == "" {
+		t.Skipf("skipped: needs the RediSearch module; set %s to the path of redisearch.so (2.6.x)", ModuleEnv)
+	}
+	if _, err := os.Stat(mod); err != nil {
+		t.Fatalf("%s=%s: %v", ModuleEnv, mod, err)
+	}
+	return start(t, mod)
+}
+
+func start(t testing.TB, module string) *Server {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("skipped: redis-server is not installed (apt-get install redis-server; .ci/run does it)")
+	}
+	s := &Server{t: t, Port: freePort(t), Module: module}
+	s.Restart()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// URL returns redis://127.0.0.1:PORT/0.
+func (s *Server) URL() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", s.Port) }
+
+// Stop kills the server (SIGKILL: no shutdown save) and waits for it.
+func (s *Server) Stop() {
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	_ = s.cmd.Wait()
+	s.cmd = nil
+}
+
+// Restart starts the server again on the same port, empty, and waits
+// until it answers PING.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.Stop()
+	args := []string{"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--protected-mode", "yes"}
+	if s.Module != "" {
+		args = append(args, "--loadmodule", s.Module)
+	}
+	s.log.Reset()
+	cmd := exec.Command("redis-server", args...)
+	cmd.Stdout, cmd.Stderr = &s.log, &s.log
+	if err := cmd.Start(); err != nil {
+		s.t.Fatalf("start redis-server: %v", err)
+	}
+	s.cmd = cmd
+	c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", s.Port), MaxRetries: -1})
+	defer c.Close()
+	deadline := time.Now().Add(20 * time.Second) // only stops a hung start; asserts nothing about speed
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := c.Ping(ctx).Err()
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("redis-server on port %d did not answer: %v\n%s", s.Port, err, s.log.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// freePort asks the kernel for a free loopback port.
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}

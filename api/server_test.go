@@ -693,3 +693,68 @@ func newStore(t *testing.T, emb semantic.Embedder) testStore {
 	t.Cleanup(func() { st.Close() })
 	return st
 }
+
+// TestRedisFailOpen kills Redis under a running proxy: every request is
+// still answered (from upstream), and caching resumes by itself once Redis
+// is back, empty, with the index re-created.
+func TestRedisFailOpen(t *testing.T) {
+	srv := redistest.StartSearch(t)
+	emb, err := embedding.NewLocal(embedding.LocalConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := index.NewRedis(t.Context(), index.RedisConfig{
+		URL: srv.URL(), Dim: emb.Dim(), Fingerprint: emb.Fingerprint(),
+		DialTimeout: 200 * time.Millisecond, MaxRetries: -1, IndexRetryInterval: -1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	cache, err := semantic.New(semantic.Config{Threshold: testThreshold}, emb, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := newUpstream(t, nil)
+	s, err := api.New(api.Config{Upstream: up.srv.URL + "/v1"}, cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(s)
+	defer hs.Close()
+	p := &proxy{url: hs.URL, cache: cache, up: up}
+	ask := func(q, want string) {
+		t.Helper()
+		r := p.post(t, "sk-a", chat("m", "", "user", q))
+		source := q
+		if want == "HIT" {
+			source = sourceOf(q)
+		}
+		if r.status != 200 || r.semStatus() != want || r.content(t) != simAnswer(source) {
+			t.Errorf("%q: %d %s %s, want 200 %s", q, r.status, r.semStatus(), r.body, want)
+		}
+	}
+	ask(question, "MISS")
+	ask(question, "HIT")
+
+	srv.Stop()
+	ask(question, "MISS") // answered from upstream, not an error
+	ask(paraphrase, "MISS")
+	if cache.Stats().LookupErrors.Load() == 0 {
+		t.Error("Redis faults were not counted")
+	}
+
+	srv.Restart() // empty, no index
+	ask(question, "MISS")
+	ask(question, "HIT")
+	ask(paraphrase, "HIT") // the semantic tier works again: the index was re-created
+}
+
+// sourceOf maps a prompt of TestRedisFailOpen to the prompt whose answer a
+// hit serves: the paraphrase is served the question's answer.
+func sourceOf(q string) string {
+	if q == paraphrase {
+		return question
+	}
+	return q
+}

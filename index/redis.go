@@ -58,6 +58,10 @@ type RedisConfig struct {
 	// MaxRetries is the number of retries of a failed command; 0 means 1,
 	// negative means none.
 	MaxRetries int
+	// IndexRetryInterval is how often Search retries verifying or creating
+	// the index while it is not ready (Redis was down, restarted empty or
+	// flushed). 0 means one second; negative means on every Search.
+	IndexRetryInterval time.Duration
 }
 
 // Redis is semcache's shared backend: exact entries as string keys with a
@@ -81,10 +85,6 @@ type Redis struct {
 	lastTry time.Time
 }
 
-// indexRetryInterval is how often Search retries creating or verifying the
-// index while it is not ready.
-const indexRetryInterval = time.Second
-
 // NewRedis connects to cfg.URL and verifies or creates the index. An
 // unreachable server is not an error (the store starts not ready and keeps
 // retrying; every operation fails fast until Redis answers), but an index
@@ -99,6 +99,9 @@ func NewRedis(ctx context.Context, cfg RedisConfig) (*Redis, error) {
 	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = "semcache:"
+	}
+	if cfg.IndexRetryInterval == 0 {
+		cfg.IndexRetryInterval = time.Second
 	}
 	if cfg.M == 0 {
 		cfg.M = DefaultM
@@ -329,29 +332,26 @@ func (r *Redis) Search(ctx context.Context, scope string, vec []float32, k int) 
 	if k <= 0 {
 		return nil, fmt.Errorf("index: k %d: must be > 0", k)
 	}
-	if !r.Ready() {
-		r.mu.Lock()
-		due := time.Since(r.lastTry) >= indexRetryInterval
-		r.mu.Unlock()
-		if !due {
-			return nil, ErrIndexNotReady
-		}
-		if err := r.ensureIndex(ctx); err != nil {
-			return nil, err
-		}
+	if err := r.ensureReady(ctx); err != nil {
+		return nil, err
 	}
 	unit, err := Normalize(vec)
 	if err != nil {
 		return nil, err
 	}
-	query := fmt.Sprintf("(@scope:{$scope})=>[KNN %d @vector $vec AS distance]", k)
-	res, err := r.rdb.FTSearchWithArgs(ctx, r.indexName, query, &redis.FTSearchOptions{
-		Params:         map[string]any{"scope": scope, "vec": float32Bytes(unit)},
-		SortBy:         []redis.FTSearchSortBy{{FieldName: "distance", Asc: true}},
-		Return:         []redis.FTSearchReturn{{FieldName: "distance"}},
-		Limit:          k,
-		DialectVersion: 2,
-	}).Result()
+	res, err := r.knn(ctx, scope, unit, k)
+	var replyErr redis.Error
+	if errors.As(err, &replyErr) {
+		// The server answered but refused: the index may be gone (Redis
+		// restarted empty, or was flushed). Verify or re-create it, then
+		// try once more.
+		r.mu.Lock()
+		r.ready = false
+		r.mu.Unlock()
+		if rerr := r.ensureReady(ctx); rerr == nil {
+			res, err = r.knn(ctx, scope, unit, k)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("redis FT.SEARCH: %w", err)
 	}
@@ -368,6 +368,37 @@ func (r *Redis) Search(ctx context.Context, scope string, vec []float32, k int) 
 		out = append(out, Neighbor{ID: key, Similarity: SimilarityFromDistance(float32(dist))})
 	}
 	return out, nil
+}
+
+// ensureReady returns nil when the index is verified, else tries to verify
+// or create it when the last try is IndexRetryInterval old.
+func (r *Redis) ensureReady(ctx context.Context) error {
+	r.mu.Lock()
+	ready, due := r.ready, time.Since(r.lastTry) >= r.cfg.IndexRetryInterval
+	r.mu.Unlock()
+	if ready {
+		return nil
+	}
+	if !due {
+		return ErrIndexNotReady
+	}
+	return r.ensureIndex(ctx)
+}
+
+// knn runs the scope-filtered KNN query for the unit vector.
+func (r *Redis) knn(ctx context.Context, scope string, unit []float32, k int) (*redis.FTSearchResult, error) {
+	query := fmt.Sprintf("(@scope:{$scope})=>[KNN %d @vector $vec AS distance]", k)
+	res, err := r.rdb.FTSearchWithArgs(ctx, r.indexName, query, &redis.FTSearchOptions{
+		Params:         map[string]any{"scope": scope, "vec": float32Bytes(unit)},
+		SortBy:         []redis.FTSearchSortBy{{FieldName: "distance", Asc: true}},
+		Return:         []redis.FTSearchReturn{{FieldName: "distance"}},
+		Limit:          k,
+		DialectVersion: 2,
+	}).Result()
+	if err != nil {
+		return nil, err
+	}
+	return &res, nil
 }
 
 // Delete removes key from both tiers and reports whether it existed.

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -20,6 +21,11 @@ import (
 // embedder needs. semcache never drops or changes an existing index; the
 // operator decides (another --redis-prefix, or an explicit flush).
 var ErrIndexSchema = errors.New("index: existing RediSearch index has another schema")
+
+// ErrUnavailable is returned (wrapped) while the circuit breaker is open:
+// a network failure happened less than RetryInterval ago, so the operation
+// was not sent.
+var ErrUnavailable = errors.New("index: redis unavailable (recent network failure)")
 
 // ErrIndexNotReady is returned (wrapped) by Search while the RediSearch
 // index could not be verified or created yet (Redis down at start-up, or
@@ -58,10 +64,15 @@ type RedisConfig struct {
 	// MaxRetries is the number of retries of a failed command; 0 means 1,
 	// negative means none.
 	MaxRetries int
-	// IndexRetryInterval is how often Search retries verifying or creating
-	// the index while it is not ready (Redis was down, restarted empty or
-	// flushed). 0 means one second; negative means on every Search.
-	IndexRetryInterval time.Duration
+	// RetryInterval is the circuit breaker's window: after a network
+	// failure (refused, timed out), every operation fails at once with
+	// ErrUnavailable for this long instead of waiting for its own timeout,
+	// so a dead Redis delays one request per window, not every request by
+	// every command. It is also how often Search retries verifying or
+	// creating the index while it is not ready (Redis was down, restarted
+	// empty or flushed). 0 means one second; negative turns the breaker off
+	// and retries the index on every Search.
+	RetryInterval time.Duration
 }
 
 // Redis is semcache's shared backend: exact entries as string keys with a
@@ -100,8 +111,8 @@ func NewRedis(ctx context.Context, cfg RedisConfig) (*Redis, error) {
 	if cfg.Prefix == "" {
 		cfg.Prefix = "semcache:"
 	}
-	if cfg.IndexRetryInterval == 0 {
-		cfg.IndexRetryInterval = time.Second
+	if cfg.RetryInterval == 0 {
+		cfg.RetryInterval = time.Second
 	}
 	if cfg.M == 0 {
 		cfg.M = DefaultM
@@ -135,9 +146,13 @@ func NewRedis(ctx context.Context, cfg RedisConfig) (*Redis, error) {
 		opts.MaxRetries = cfg.MaxRetries
 	}
 	name := sanitizeName(cfg.Fingerprint)
+	rdb := redis.NewClient(opts)
+	if cfg.RetryInterval > 0 {
+		rdb.AddHook(&breaker{window: cfg.RetryInterval})
+	}
 	r := &Redis{
 		cfg:       cfg,
-		rdb:       redis.NewClient(opts),
+		rdb:       rdb,
 		indexName: cfg.Prefix + "idx:" + name,
 		vecPrefix: cfg.Prefix + "v:" + name + ":",
 	}
@@ -374,7 +389,7 @@ func (r *Redis) Search(ctx context.Context, scope string, vec []float32, k int) 
 // or create it when the last try is IndexRetryInterval old.
 func (r *Redis) ensureReady(ctx context.Context) error {
 	r.mu.Lock()
-	ready, due := r.ready, time.Since(r.lastTry) >= r.cfg.IndexRetryInterval
+	ready, due := r.ready, time.Since(r.lastTry) >= r.cfg.RetryInterval
 	r.mu.Unlock()
 	if ready {
 		return nil
@@ -433,4 +448,62 @@ func float32Bytes(v []float32) []byte {
 		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
 	}
 	return b
+}
+
+// breaker is a go-redis hook that fails every command at once for window
+// after a network failure, so that a dead or unreachable Redis costs one
+// timeout per window instead of one per command. Reply errors (the server
+// answered) and cancellations do not open it. It is safe for concurrent use.
+type breaker struct {
+	window time.Duration
+	// openUntil is the Unix nanosecond time until which commands fail
+	// without being sent; 0 when closed.
+	openUntil atomic.Int64
+}
+
+func (b *breaker) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (b *breaker) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if err := b.check(); err != nil {
+			cmd.SetErr(err)
+			return err
+		}
+		err := next(ctx, cmd)
+		b.observe(err)
+		return err
+	}
+}
+
+func (b *breaker) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if err := b.check(); err != nil {
+			for _, c := range cmds {
+				c.SetErr(err)
+			}
+			return err
+		}
+		err := next(ctx, cmds)
+		b.observe(err)
+		return err
+	}
+}
+
+func (b *breaker) check() error {
+	if until := b.openUntil.Load(); until != 0 && time.Now().UnixNano() < until {
+		return ErrUnavailable
+	}
+	return nil
+}
+
+// observe opens the breaker on a network failure and closes it on success.
+func (b *breaker) observe(err error) {
+	var reply redis.Error
+	switch {
+	case err == nil, errors.As(err, &reply):
+		b.openUntil.Store(0) // the server answered
+	case errors.Is(err, context.Canceled), errors.Is(err, ErrUnavailable):
+	default:
+		b.openUntil.Store(time.Now().Add(b.window).UnixNano())
+	}
 }

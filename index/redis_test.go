@@ -13,7 +13,9 @@ import (
 
 func newRedisStore(t *testing.T, srv *redistest.Server, dim int, fingerprint string) *index.Redis {
 	t.Helper()
-	r, err := index.NewRedis(context.Background(), index.RedisConfig{URL: srv.URL(), Dim: dim, Fingerprint: fingerprint})
+	// RetryInterval -1: no circuit breaker, so a restarted server is used
+	// at once (TestRedisBreaker covers the breaker).
+	r, err := index.NewRedis(context.Background(), index.RedisConfig{URL: srv.URL(), Dim: dim, Fingerprint: fingerprint, RetryInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +137,7 @@ func TestRedisFailsFastWhenDown(t *testing.T) {
 func TestStartWithRedisDown(t *testing.T) {
 	srv := redistest.Start(t)
 	srv.Stop()
-	r, err := index.NewRedis(context.Background(), index.RedisConfig{URL: srv.URL(), Dim: 3, Fingerprint: "test:late:3"})
+	r, err := index.NewRedis(context.Background(), index.RedisConfig{URL: srv.URL(), Dim: 3, Fingerprint: "test:late:3", RetryInterval: -1})
 	if err != nil {
 		t.Fatalf("NewRedis with Redis down: %v", err)
 	}
@@ -213,5 +215,35 @@ func TestRedisIndexSchemaMismatch(t *testing.T) {
 	again := newRedisStore(t, srv, 3, "test:schema")
 	if nn, err := again.Search(ctx, "s", []float32{1, 0, 0}, 1); err != nil || len(nn) != 1 {
 		t.Errorf("reopened index: %+v %v", nn, err)
+	}
+}
+
+// TestRedisBreaker: after a network failure the store stops sending
+// commands for RetryInterval and fails at once with ErrUnavailable, even
+// when the server is back; the window here is an hour, so the test does not
+// depend on timing.
+func TestRedisBreaker(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	r, err := index.NewRedis(ctx, index.RedisConfig{URL: srv.URL(), Dim: 3, Fingerprint: "test:breaker:3", RetryInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	// A reply error (the server answered) does not open the breaker: the
+	// index cannot be created without the module, yet plain commands work.
+	if err := r.Set(ctx, "k", "s", []byte("v"), nil, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	if _, _, err := r.Get(ctx, "k"); err == nil || errors.Is(err, index.ErrUnavailable) {
+		t.Fatalf("first Get with Redis down: %v, want a network error", err)
+	}
+	srv.Restart()
+	if _, _, err := r.Get(ctx, "k"); !errors.Is(err, index.ErrUnavailable) {
+		t.Errorf("Get within the window: %v, want ErrUnavailable without a network attempt", err)
+	}
+	if err := r.Set(ctx, "k", "s", []byte("v"), nil, time.Hour); !errors.Is(err, index.ErrUnavailable) {
+		t.Errorf("Set within the window: %v, want ErrUnavailable", err)
 	}
 }

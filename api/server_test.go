@@ -705,7 +705,7 @@ func TestRedisFailOpen(t *testing.T) {
 	}
 	store, err := index.NewRedis(t.Context(), index.RedisConfig{
 		URL: srv.URL(), Dim: emb.Dim(), Fingerprint: emb.Fingerprint(),
-		DialTimeout: 200 * time.Millisecond, MaxRetries: -1, IndexRetryInterval: -1,
+		DialTimeout: 200 * time.Millisecond, MaxRetries: -1, RetryInterval: -1,
 	})
 	if err != nil {
 		t.Fatal(err)

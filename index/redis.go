@@ -435,6 +435,63 @@ func (r *Redis) Len(ctx context.Context) (int, error) {
 	return info.NumDocs, nil
 }
 
+// Flush deletes this cache's data and nothing else: every key under Prefix
+// (found with SCAN MATCH, deleted with UNLINK in batches) and the index
+// (FT.DROPINDEX without DD). Keys of other prefixes and other databases are
+// untouched; semcache never sends FLUSHDB or FLUSHALL. It returns the
+// number of keys deleted. The index is re-created by the next Search.
+func (r *Redis) Flush(ctx context.Context) (int, error) {
+	names, err := r.rdb.FT_List(ctx).Result()
+	if err == nil && slices.Contains(names, r.indexName) {
+		if err := r.rdb.FTDropIndex(ctx, r.indexName).Err(); err != nil {
+			return 0, fmt.Errorf("redis FT.DROPINDEX: %w", err)
+		}
+	}
+	r.mu.Lock()
+	r.ready = false
+	r.lastTry = time.Time{}
+	r.mu.Unlock()
+	deleted := 0
+	iter := r.rdb.Scan(ctx, 0, globEscape(r.cfg.Prefix)+"*", 500).Iterator()
+	batch := make([]string, 0, 500)
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		n, err := r.rdb.Unlink(ctx, batch...).Result()
+		deleted += int(n)
+		batch = batch[:0]
+		return err
+	}
+	for iter.Next(ctx) {
+		batch = append(batch, iter.Val())
+		if len(batch) == cap(batch) {
+			if err := flush(); err != nil {
+				return deleted, fmt.Errorf("redis UNLINK: %w", err)
+			}
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return deleted, fmt.Errorf("redis SCAN: %w", err)
+	}
+	if err := flush(); err != nil {
+		return deleted, fmt.Errorf("redis UNLINK: %w", err)
+	}
+	return deleted, nil
+}
+
+// globEscape escapes the characters SCAN MATCH treats as a pattern.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\^-`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
 // Ping checks that the server answers.
 func (r *Redis) Ping(ctx context.Context) error { return r.rdb.Ping(ctx).Err() }
 

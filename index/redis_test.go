@@ -247,3 +247,39 @@ func TestRedisBreaker(t *testing.T) {
 		t.Errorf("Set within the window: %v, want ErrUnavailable", err)
 	}
 }
+
+// TestRedisFlushDeletesOnlyItsOwnKeys: Flush removes this cache's keys and
+// index, never other data, and the cache works again afterwards.
+func TestRedisFlushDeletesOnlyItsOwnKeys(t *testing.T) {
+	srv := redistest.StartSearch(t)
+	ctx := context.Background()
+	raw := rawClient(t, srv)
+	raw.Set(ctx, "app:session", "keep me", 0)
+	raw.Set(ctx, "semcache", "no colon: not under the prefix", 0)
+	r := newRedisStore(t, srv, 3, "test:flush:3")
+	for _, k := range []string{"a", "b", "c"} {
+		if err := r.Set(ctx, k, "s", []byte("v"), []float32{1, 0, 0}, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := r.Flush(ctx)
+	if err != nil || n != 6 {
+		t.Fatalf("Flush = %d %v, want 6 keys (3 exact + 3 vector hashes)", n, err)
+	}
+	if got := raw.Get(ctx, "app:session").Val(); got != "keep me" {
+		t.Errorf("another application's key was touched: %q", got)
+	}
+	if raw.Exists(ctx, "semcache").Val() != 1 {
+		t.Error("a key outside the prefix was deleted")
+	}
+	if _, ok, _ := r.Get(ctx, "a"); ok {
+		t.Error("entry survived Flush")
+	}
+	// The index is re-created on demand and the cache works again.
+	if err := r.Set(ctx, "d", "s", []byte("v"), []float32{1, 0, 0}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if nn, err := r.Search(ctx, "s", []float32{1, 0, 0}, 4); err != nil || len(nn) != 1 || nn[0].ID != "d" {
+		t.Errorf("after Flush: %+v %v", nn, err)
+	}
+}

@@ -72,10 +72,13 @@ type Server struct {
 	proxy    *httputil.ReverseProxy
 	echo     *echo.Echo
 	log      *slog.Logger
+	metrics  *metrics
 }
 
 // New returns a proxy in front of cfg.Upstream answering from cache. It
-// fails when the upstream URL is not an absolute http(s) URL or cache is nil.
+// serves Prometheus metrics at GET /metrics from a registry of its own, so
+// several servers may run in one process. It fails when the upstream URL is
+// not an absolute http(s) URL or cache is nil.
 func New(cfg Config, cache *semantic.Cache) (*Server, error) {
 	if cache == nil {
 		return nil, errors.New("api: cache is required")
@@ -99,6 +102,7 @@ func New(cfg Config, cache *semantic.Cache) (*Server, error) {
 		client = &http.Client{}
 	}
 	s := &Server{cfg: cfg, upstream: u, cache: cache, client: client, log: cfg.Logger}
+	s.metrics = newMetrics(cache, cfg.Logger)
 	s.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme = u.Scheme
@@ -124,6 +128,7 @@ func New(cfg Config, cache *semantic.Cache) (*Server, error) {
 	e.POST("/v1/chat/completions", s.chatCompletions)
 	e.GET("/healthz", s.healthz)
 	e.GET("/api/v1/cache/stats", s.stats)
+	e.GET("/metrics", echo.WrapHandler(s.metrics.handler))
 	e.Any("/v1/*", s.passThrough)
 	s.echo = e
 	return s, nil
@@ -196,11 +201,12 @@ func (s *Server) tenant(h http.Header) string {
 }
 
 func (s *Server) chatCompletions(c echo.Context) error {
+	start := time.Now()
 	req := c.Request()
 	if s.cfg.CacheDisabled {
 		// The rollback switch: forward everything untouched, even what
 		// the cache would reject.
-		return s.bypass(c, nil)
+		return s.bypass(c, nil, start)
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), req.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
@@ -219,7 +225,7 @@ func (s *Server) chatCompletions(c echo.Context) error {
 		// Streaming is relayed as is until stream caching exists; a
 		// request whose last message is not a user message has no prompt
 		// to cache.
-		return s.bypass(c, body)
+		return s.bypass(c, body, start)
 	}
 
 	header := req.Header.Clone()
@@ -259,7 +265,9 @@ func (s *Server) chatCompletions(c echo.Context) error {
 	if ct == "" {
 		ct = echo.MIMEApplicationJSON
 	}
-	return c.Blob(res.Status, ct, res.Body)
+	err = c.Blob(res.Status, ct, res.Body)
+	s.metrics.observe(res, time.Since(start))
+	return err
 }
 
 // skipHeader lists upstream response headers not relayed on a cached path:
@@ -271,8 +279,9 @@ var skipHeader = map[string]bool{
 }
 
 // bypass forwards the request to the upstream without the cache. body is
-// the already-read request body, or nil when it has not been read.
-func (s *Server) bypass(c echo.Context, body []byte) error {
+// the already-read request body, or nil when it has not been read; start is
+// when the request arrived.
+func (s *Server) bypass(c echo.Context, body []byte, start time.Time) error {
 	s.cache.Stats().Bypasses.Add(1)
 	c.Response().Header().Set(HeaderStatus, string(semantic.Bypass))
 	req := c.Request()
@@ -281,6 +290,7 @@ func (s *Server) bypass(c echo.Context, body []byte) error {
 		req.ContentLength = int64(len(body))
 	}
 	s.proxy.ServeHTTP(c.Response(), req)
+	s.metrics.observe(semantic.Result{Outcome: semantic.Bypass}, time.Since(start))
 	return nil
 }
 

@@ -1,0 +1,180 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/semcache/semcache/semantic"
+)
+
+// namespace prefixes every metric the proxy exports.
+const namespace = "semcache"
+
+// durationBuckets are the upper bounds, in seconds, of
+// semcache_request_duration_seconds: 0.1 ms (an in-process exact hit) to
+// 60 s (a long upstream answer or stream).
+var durationBuckets = []float64{
+	0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+	0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
+}
+
+// similarityBuckets are the upper bounds of semcache_semantic_similarity:
+// cosine similarity 0.5 to 1.0 in steps of 0.05. Written out rather than
+// computed so that the le labels carry no float rounding.
+var similarityBuckets = []float64{0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1}
+
+// entriesTimeout bounds counting the cache's entries during a scrape (a
+// network call for Redis).
+const entriesTimeout = 3 * time.Second
+
+// metrics is the proxy's Prometheus instrumentation. Each Server has its
+// own registry, so several servers in one process never collide. It is safe
+// for concurrent use.
+type metrics struct {
+	reg        *prometheus.Registry
+	duration   *prometheus.HistogramVec
+	similarity prometheus.Histogram
+	handler    http.Handler
+}
+
+// newMetrics returns a registry holding the cache's counters (read at
+// scrape time), the request histograms and the Go runtime and process
+// collectors, and the handler that serves it. Gathering errors are logged
+// to log, and the metrics that could be gathered are still served.
+func newMetrics(cache *semantic.Cache, log *slog.Logger) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace,
+			Name:      "request_duration_seconds",
+			Help: "Time in seconds from receiving a chat completion request to the end of its response " +
+				"(the whole stream for bypasses), by outcome (hit, miss, bypass) and tier of hits (exact, semantic; empty otherwise). " +
+				"Like semcache_requests_total, it leaves out cached-path requests that failed (upstream error, client gone) and counts every bypass.",
+			Buckets: durationBuckets,
+		}, []string{"outcome", "tier"}),
+		similarity: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace,
+			Name:      "semantic_similarity",
+			Help:      "Cosine similarity, in [-1, 1], of each semantic hit's prompt to the stored prompt that served it; higher is closer.",
+			Buckets:   similarityBuckets,
+		}),
+	}
+	// Create every series up front so that dashboards see zeros, not gaps.
+	for _, l := range requestLabels {
+		m.duration.WithLabelValues(l.outcome, l.tier)
+	}
+	m.reg.MustRegister(
+		newCacheCollector(cache),
+		m.duration,
+		m.similarity,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorHandling: promhttp.ContinueOnError,
+		Registry:      m.reg, // counts its own errors: promhttp_metric_handler_errors_total
+	})
+	return m
+}
+
+// observe records one answered chat completion: its duration by outcome and
+// tier, and the similarity of a semantic hit.
+func (m *metrics) observe(r semantic.Result, elapsed time.Duration) {
+	m.duration.WithLabelValues(outcomeLabel(r.Outcome), string(r.Tier)).Observe(elapsed.Seconds())
+	if r.Outcome == semantic.Hit && r.Tier == semantic.TierSemantic {
+		m.similarity.Observe(r.Similarity)
+	}
+}
+
+// outcomeLabel is the outcome label value: hit, miss or bypass.
+func outcomeLabel(o semantic.Outcome) string { return strings.ToLower(string(o)) }
+
+// requestLabels are the outcome and tier label pairs of the request
+// metrics, the only ones they take (cacheCollector.Collect sends the same).
+var requestLabels = []struct{ outcome, tier string }{
+	{outcomeLabel(semantic.Hit), string(semantic.TierExact)},
+	{outcomeLabel(semantic.Hit), string(semantic.TierSemantic)},
+	{outcomeLabel(semantic.Miss), ""},
+	{outcomeLabel(semantic.Bypass), ""},
+}
+
+// cacheCollector exports semantic.Cache's Stats as constant metrics built at
+// scrape time, so the cache keeps its dependency-free counters and nothing
+// is counted twice. It is safe for concurrent use.
+type cacheCollector struct {
+	cache *semantic.Cache
+
+	requests, upstreamCalls, upstreamErrors, lookupErrors, storeErrors, tokensSaved, entries *prometheus.Desc
+}
+
+var _ prometheus.Collector = (*cacheCollector)(nil)
+
+func newCacheCollector(cache *semantic.Cache) *cacheCollector {
+	desc := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName(namespace, "", name), help, labels, nil)
+	}
+	return &cacheCollector{
+		cache: cache,
+		requests: desc("requests_total",
+			"Chat completion requests answered, by outcome (hit, miss, bypass) and tier of hits (exact, semantic; empty otherwise).",
+			"outcome", "tier"),
+		upstreamCalls: desc("upstream_calls_total",
+			"Upstream chat completion calls made by the cache; concurrent identical misses share one, bypasses are not counted."),
+		upstreamErrors: desc("upstream_errors_total",
+			"Upstream calls made by the cache that failed or answered with a status other than 200."),
+		lookupErrors: desc("lookup_errors_total",
+			"Embedder and store failures on the read path; each one sent its request upstream (fail open)."),
+		storeErrors: desc("store_errors_total",
+			"Upstream answers that could not be stored."),
+		tokensSaved: desc("tokens_saved_total",
+			"Tokens of the stored answers that served hits, by kind (prompt, completion): usage not spent upstream.",
+			"kind"),
+		entries: desc("entries",
+			"Live cache entries, counted at scrape time."),
+	}
+}
+
+// Describe sends the descriptors of every metric Collect sends.
+func (cc *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{cc.requests, cc.upstreamCalls, cc.upstreamErrors, cc.lookupErrors, cc.storeErrors, cc.tokensSaved, cc.entries} {
+		ch <- d
+	}
+}
+
+// Collect reads the cache's counters and counts its entries. When the
+// entries cannot be counted, it sends an invalid metric in their place: the
+// handler logs the error and serves the rest.
+func (cc *cacheCollector) Collect(ch chan<- prometheus.Metric) {
+	s := cc.cache.Stats()
+	counter := func(d *prometheus.Desc, v int64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	hit := outcomeLabel(semantic.Hit)
+	counter(cc.requests, s.ExactHits.Load(), hit, string(semantic.TierExact))
+	counter(cc.requests, s.SemanticHits.Load(), hit, string(semantic.TierSemantic))
+	counter(cc.requests, s.Misses.Load(), outcomeLabel(semantic.Miss), "")
+	counter(cc.requests, s.Bypasses.Load(), outcomeLabel(semantic.Bypass), "")
+	counter(cc.upstreamCalls, s.UpstreamCalls.Load())
+	counter(cc.upstreamErrors, s.UpstreamErrors.Load())
+	counter(cc.lookupErrors, s.LookupErrors.Load())
+	counter(cc.storeErrors, s.StoreErrors.Load())
+	counter(cc.tokensSaved, s.PromptTokensSaved.Load(), "prompt")
+	counter(cc.tokensSaved, s.CompletionTokensSaved.Load(), "completion")
+
+	ctx, cancel := context.WithTimeout(context.Background(), entriesTimeout)
+	defer cancel()
+	n, err := cc.cache.Len(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(cc.entries, fmt.Errorf("count cache entries: %w", err))
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(cc.entries, prometheus.GaugeValue, float64(n))
+}

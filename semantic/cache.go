@@ -57,8 +57,9 @@ type Config struct {
 	// hit: a neighbour is served when similarity >= Threshold (a
 	// similarity exactly at the threshold hits; 1e-6 of float32 rounding is
 	// tolerated so that 1.0 is reachable). Higher is stricter. There is no
-	// default: each embedder's measured default lives in cmd/semcache and
-	// the README says how it was measured.
+	// default here: the embedders' measured defaults live with them (e.g.
+	// embedding.LocalDefaultThreshold) and the README says how they were
+	// measured.
 	Threshold float64
 	// TopK is the number of neighbours the KNN query asks for. 0 means 4.
 	TopK int
@@ -242,9 +243,11 @@ func (c *Cache) Do(ctx context.Context, id Identity, fetch FetchFunc) (Result, e
 	})
 	select {
 	case <-ctx.Done():
+		c.stats.Misses.Add(1) // a miss whose client went away
 		return Result{}, ctx.Err()
 	case res := <-ch:
 		if res.Err != nil {
+			c.stats.Misses.Add(1) // a miss whose upstream call failed
 			return Result{}, res.Err
 		}
 		r := res.Val.(Result)

@@ -528,8 +528,9 @@ func TestDoFetchError(t *testing.T) {
 		t.Errorf("Len %d, VectorLen %d after a failed fetch; want 0, 0", n, e.mem.VectorLen())
 	}
 	s := e.cache.Snapshot(context.Background())
-	if s.UpstreamCalls != 1 || s.UpstreamErrors != 1 || s.Misses != 0 || s.Hits != 0 {
-		t.Errorf("Snapshot = %+v, want 1 upstream call, 1 upstream error, no misses or hits", s)
+	// A failed upstream call is still a miss: every request is counted once.
+	if s.UpstreamCalls != 1 || s.UpstreamErrors != 1 || s.Misses != 1 || s.Hits != 0 || s.Requests != 1 {
+		t.Errorf("Snapshot = %+v, want 1 request, 1 miss, 1 upstream call, 1 upstream error", s)
 	}
 
 	// The failure was not cached: the next call goes upstream again.

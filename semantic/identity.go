@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -42,6 +43,7 @@ type jsonKinds uint8
 
 const (
 	kindNumber jsonKinds = 1 << iota
+	kindInteger
 	kindString
 	kindBool
 	kindArray
@@ -51,7 +53,12 @@ const (
 func (k jsonKinds) matches(v any) bool {
 	switch v.(type) {
 	case json.Number:
-		return k&kindNumber != 0
+		if k&kindNumber != 0 {
+			return true
+		}
+		// An integer is any number with an integral value: 100, 100.0, 1e2.
+		f, err := v.(json.Number).Float64()
+		return k&kindInteger != 0 && err == nil && f == math.Trunc(f)
 	case string:
 		return k&kindString != 0
 	case bool:
@@ -69,7 +76,7 @@ func (k jsonKinds) String() string {
 	for _, n := range []struct {
 		k    jsonKinds
 		name string
-	}{{kindNumber, "a number"}, {kindString, "a string"}, {kindBool, "a boolean"}, {kindArray, "an array"}, {kindObject, "an object"}} {
+	}{{kindNumber, "a number"}, {kindInteger, "an integer"}, {kindString, "a string"}, {kindBool, "a boolean"}, {kindArray, "an array"}, {kindObject, "an object"}} {
 		if k&n.k != 0 {
 			names = append(names, n.name)
 		}
@@ -87,11 +94,11 @@ var paramKinds = map[string]jsonKinds{
 	"top_p":                 kindNumber,
 	"presence_penalty":      kindNumber,
 	"frequency_penalty":     kindNumber,
-	"max_tokens":            kindNumber,
-	"max_completion_tokens": kindNumber,
-	"n":                     kindNumber,
-	"seed":                  kindNumber,
-	"top_logprobs":          kindNumber,
+	"max_tokens":            kindInteger,
+	"max_completion_tokens": kindInteger,
+	"n":                     kindInteger,
+	"seed":                  kindInteger,
+	"top_logprobs":          kindInteger,
 	"logprobs":              kindBool,
 	"parallel_tool_calls":   kindBool,
 	"stop":                  kindString | kindArray,

@@ -589,6 +589,7 @@ func TestIdentifyBadRequest(t *testing.T) {
 		{"stream a string", `{"model":"m","stream":"true","messages":[{"role":"user","content":"Hi"}]}`, "stream"},
 		{"temperature a string", `{"model":"m","temperature":"hot","messages":[{"role":"user","content":"Hi"}]}`, "temperature"},
 		{"max_tokens a string", `{"model":"m","max_tokens":"10","messages":[{"role":"user","content":"Hi"}]}`, "max_tokens"},
+		{"max_tokens a fraction", `{"model":"m","max_tokens":1.5,"messages":[{"role":"user","content":"Hi"}]}`, "max_tokens"},
 		{"stop a number", `{"model":"m","stop":3,"messages":[{"role":"user","content":"Hi"}]}`, "stop"},
 		{"tools an object", `{"model":"m","tools":{},"messages":[{"role":"user","content":"Hi"}]}`, "tools"},
 		{"stream a number", `{"model":"m","stream":1,"messages":[{"role":"user","content":"Hi"}]}`, "stream"},

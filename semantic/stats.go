@@ -15,8 +15,10 @@ type Stats struct {
 	// ExactHits and SemanticHits count hits by tier.
 	ExactHits    atomic.Int64
 	SemanticHits atomic.Int64
-	// Misses counts requests answered by an upstream call, their own or a
-	// coalesced one.
+	// Misses counts requests that went upstream, through their own call or
+	// a coalesced one, including those whose upstream call failed (502/504)
+	// and those whose client went away while waiting. Every request is
+	// counted once: Requests = ExactHits + SemanticHits + Misses.
 	Misses atomic.Int64
 	// Bypasses counts requests the proxy forwarded without the cache
 	// (streaming, cache off, not cacheable); the proxy increments it.
@@ -24,8 +26,8 @@ type Stats struct {
 	// UpstreamCalls counts calls to the upstream made by the cache; fewer
 	// than Misses when concurrent identical misses were coalesced.
 	UpstreamCalls atomic.Int64
-	// UpstreamErrors counts upstream calls that failed or answered with a
-	// status other than 200.
+	// UpstreamErrors counts upstream calls that failed (unreachable, timed
+	// out) or answered with a status other than 200 (a 429 or 500 counts).
 	UpstreamErrors atomic.Int64
 	// LookupErrors counts embedder and store failures on the read path;
 	// each one made the request go upstream (fail open).

@@ -1,7 +1,7 @@
 // Command semcache is a semantic cache for OpenAI-compatible LLM APIs.
 //
 //	semcache serve [flags]   run the caching proxy
-//	semcache bench ...       threshold tuning and query-log replay
+//	semcache bench ...       threshold tuning, query-log replay, load
 //	semcache version
 package main
 
@@ -30,7 +30,7 @@ const usage = `usage: semcache <command> [flags]
 
 commands:
   serve     run the caching proxy (semcache serve -h for flags)
-  bench     measure on labelled data: bench tune, bench replay
+  bench     measure: bench tune, bench replay, bench load
   version   print the version
 `
 

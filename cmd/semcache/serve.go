@@ -94,6 +94,7 @@ var envFlags = map[string]string{
 	"max-entries":           "SEMCACHE_MAX_ENTRIES",
 	"max-body-bytes":        "SEMCACHE_MAX_BODY_BYTES",
 	"upstream-timeout":      "SEMCACHE_UPSTREAM_TIMEOUT",
+	"shutdown-timeout":      "SEMCACHE_SHUTDOWN_TIMEOUT",
 	"namespace":             "SEMCACHE_NAMESPACE",
 	"normalize":             "SEMCACHE_NORMALIZE",
 	"hnsw-m":                "SEMCACHE_HNSW_M",
@@ -106,11 +107,12 @@ var envFlags = map[string]string{
 }
 
 // parseServe parses flags, then fills unset flags from the environment
-// (getenv), and validates the result. Errors name the flag or variable.
-func parseServe(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
+// (getenv), and validates the result. Errors name the flag or variable; -h
+// prints the flags to help and returns flag.ErrHelp.
+func parseServe(args []string, getenv func(string) string, help io.Writer) (serveConfig, error) {
 	var c serveConfig
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard) // errors are reported once, by the caller
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "address to listen on")
 	fs.StringVar(&c.upstream, "upstream", "", "OpenAI-compatible base URL, e.g. https://api.openai.com/v1; empty runs the built-in simulated upstream")
 	boolFlag(fs, &c.enabled, "cache", true, "cache enabled; false makes semcache a pure pass-through (rollback switch)")
@@ -143,14 +145,15 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (se
 	durationFlag(fs, &c.simPerToken, "sim-per-token-latency", 10*time.Millisecond, "simulated upstream: time per completion token")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: semcache serve [flags]\n\nEvery flag can also be set by the environment variable in brackets; the flag wins.\nSecrets come from the environment only: SEMCACHE_UPSTREAM_API_KEY, SEMCACHE_EMBEDDER_API_KEY.\n\n")
-		fs.VisitAll(func(f *flag.Flag) {
-			fmt.Fprintf(stderr, "  --%s [%s] (default %q)\n    \t%s\n", f.Name, envFlags[f.Name], f.DefValue, f.Usage)
-		})
-	}
 	if err := fs.Parse(args); err != nil {
-		return c, err
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(help, "usage: semcache serve [flags]\n\nEvery flag can also be set by the environment variable in brackets; the flag wins.\nSecrets come from the environment only: SEMCACHE_UPSTREAM_API_KEY, SEMCACHE_EMBEDDER_API_KEY.\n\n")
+			fs.VisitAll(func(f *flag.Flag) {
+				fmt.Fprintf(help, "  --%s [%s] (default %q)\n    \t%s\n", f.Name, envFlags[f.Name], f.DefValue, f.Usage)
+			})
+			return c, err
+		}
+		return c, fmt.Errorf("%s (semcache serve -h lists the flags)", strings.Replace(err.Error(), "flag -", "flag --", 1))
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
@@ -353,8 +356,8 @@ func (c *serveConfig) newStore(ctx context.Context, emb semantic.Embedder, log *
 }
 
 // serve runs the proxy until ctx ends.
-func serve(ctx context.Context, args []string, _, stderr io.Writer) int {
-	cfg, err := parseServe(args, os.Getenv, stderr)
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg, err := parseServe(args, os.Getenv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"flag"
 	"io"
 	"net/http"
 	"strings"
@@ -91,6 +93,29 @@ func TestParseServeRejects(t *testing.T) {
 	}
 }
 
+// TestEveryFlagHasAnEnvironmentVariable keeps the README's promise that
+// every flag can be set from the environment.
+func TestEveryFlagHasAnEnvironmentVariable(t *testing.T) {
+	var help bytes.Buffer
+	if _, err := parseServe([]string{"-h"}, env(nil), &help); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-h: %v", err)
+	}
+	for _, line := range strings.Split(help.String(), "\n") {
+		if strings.HasPrefix(line, "  --") && strings.Contains(line, "[]") {
+			t.Errorf("flag without an environment variable: %s", line)
+		}
+	}
+	for flagName, envName := range envFlags {
+		if !strings.Contains(help.String(), "--"+flagName+" ["+envName+"]") {
+			t.Errorf("envFlags names %s -> %s, but -h does not list it", flagName, envName)
+		}
+	}
+	c, err := parseServe(nil, env(map[string]string{"SEMCACHE_SHUTDOWN_TIMEOUT": "1s"}), &bytes.Buffer{})
+	if err != nil || c.shutdownTimeout != time.Second {
+		t.Errorf("SEMCACHE_SHUTDOWN_TIMEOUT=1s: %v %v", c.shutdownTimeout, err)
+	}
+}
+
 func TestRunUsage(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := run(context.Background(), nil, &out, &errb); code != 2 {
@@ -101,6 +126,11 @@ func TestRunUsage(t *testing.T) {
 	}
 	if code := run(context.Background(), []string{"serve", "--threshold", "2"}, &out, &errb); code != 2 {
 		t.Errorf("bad flag: exit %d, want 2", code)
+	}
+	errb.Reset()
+	if code := run(context.Background(), []string{"serve", "--top-k", "four"}, &out, &errb); code != 2 ||
+		strings.Count(errb.String(), "\n") != 1 || !strings.Contains(errb.String(), "--top-k: want a whole number") {
+		t.Errorf("flag parse error: exit %d, stderr %q; want one line naming --top-k", code, errb.String())
 	}
 }
 

@@ -316,6 +316,12 @@ func (r *Redis) Set(ctx context.Context, key, scope string, value []byte, vec []
 			return err
 		}
 		blob = float32Bytes(unit)
+		// Create the index before writing a vector when it is missing
+		// (first start, Redis restarted empty, Flush): a hash written while
+		// the index exists is indexed at once, whereas hashes found by
+		// FT.CREATE are indexed by a background scan. Failing here is not
+		// an error for Set; the exact tier works without the index.
+		_ = r.ensureReady(ctx)
 	}
 	_, err := r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, r.exactKey(key), value, ttl)

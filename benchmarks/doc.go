@@ -1,2 +1,2 @@
-// Package benchmarks measures semcache on labelled data: threshold tuning and query-log replay.
+// Package benchmarks measures semcache on labelled data: threshold tuning, query-log replay and bounded load.
 package benchmarks

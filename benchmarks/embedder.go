@@ -1,21 +1,70 @@
 package benchmarks
 
-import "github.com/semcache/semcache/embedding"
+import (
+	"github.com/semcache/semcache/embedding"
+)
 
-// Compile-time guard: the local embedder satisfies what tune needs.
-var _ embedder = (*embedding.Local)(nil)
+// Compile-time guards: the embedders newEmbedder returns satisfy what tune
+// needs.
+var (
+	_ embedder = (*embedding.Local)(nil)
+	_ embedder = (*embedding.Cached)(nil)
+)
 
-// newEmbedder builds the embedder named by --embedder with vectors of
-// length dim (> 0). Only "local" exists for now; "openai" will follow.
-func newEmbedder(name string, dim int) (embedder, error) {
-	switch name {
+// embedderAPIKeyEnv names the environment variable holding the API key of
+// --embedder openai. The key is never taken from a flag (it would show in
+// the process list and shell history) and never printed.
+const embedderAPIKeyEnv = "SEMCACHE_EMBEDDER_API_KEY"
+
+// embedderOptions are the --embedder* flags of "bench tune".
+type embedderOptions struct {
+	// Name is "local" (embedding.NewLocal) or "openai" (embedding.NewOpenAI
+	// behind embedding.NewCached).
+	Name string
+	// Dim is the vector length, > 0.
+	Dim int
+	// URL is the API root of an OpenAI-compatible server, e.g.
+	// "https://api.openai.com/v1"; requests go to URL + "/embeddings".
+	// Required for openai, rejected for local.
+	URL string
+	// Model is the embedding model name; required for openai, rejected
+	// for local.
+	Model string
+	// APIKey is the bearer token for openai, from SEMCACHE_EMBEDDER_API_KEY;
+	// empty sends no Authorization header.
+	APIKey string
+}
+
+// newEmbedder builds the embedder the options name. The openai embedder
+// sits behind an embedding.Cached (DefaultCacheSize texts) so that a text
+// that occurs more than once in the data is sent upstream once.
+func newEmbedder(o embedderOptions) (embedder, error) {
+	if o.Dim <= 0 {
+		return nil, usageErrorf("--embedder-dim must be > 0, got %d", o.Dim)
+	}
+	switch o.Name {
 	case "local":
-		l, err := embedding.NewLocal(embedding.LocalConfig{Dim: dim})
+		if o.URL != "" || o.Model != "" {
+			return nil, usageErrorf("--embedder-url and --embedder-model apply only to --embedder openai")
+		}
+		l, err := embedding.NewLocal(embedding.LocalConfig{Dim: o.Dim})
 		if err != nil {
 			return nil, err
 		}
 		return l, nil
+	case "openai":
+		switch {
+		case o.URL == "":
+			return nil, usageErrorf("--embedder openai needs --embedder-url (e.g. https://api.openai.com/v1)")
+		case o.Model == "":
+			return nil, usageErrorf("--embedder openai needs --embedder-model (e.g. text-embedding-3-small)")
+		}
+		oa, err := embedding.NewOpenAI(embedding.OpenAIConfig{BaseURL: o.URL, APIKey: o.APIKey, Model: o.Model, Dim: o.Dim})
+		if err != nil {
+			return nil, usageErrorf("%v", err)
+		}
+		return embedding.NewCached(oa, 0)
 	default:
-		return nil, usageErrorf("--embedder %q is not yet supported (only \"local\")", name)
+		return nil, usageErrorf("--embedder %q is not supported (want local or openai)", o.Name)
 	}
 }

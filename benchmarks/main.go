@@ -19,7 +19,8 @@ const usageText = `usage: semcache bench <command> [flags]
 
 commands:
   tune     sweep the similarity threshold on labelled data (1-nearest-neighbour protocol)
-  replay   replay a labelled query log through a running semcache proxy on loopback
+  replay   replay a query log through a semcache proxy (running on loopback, or in-process)
+  load     bounded load of repeated, paraphrased and new prompts; throughput and latency
 
 Run 'semcache bench <command> -h' for the flags of a command.
 `
@@ -46,6 +47,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		run = runTuneCommand
 	case "replay":
 		run = runReplayCommand
+	case "load":
+		run = runLoadCommand
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usageText)
 		return exitOK

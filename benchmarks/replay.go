@@ -1,13 +1,12 @@
 package benchmarks
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
-	"github.com/semcache/semcache/api"
-	"github.com/semcache/semcache/api/sim"
 	"io"
 	"math"
 	"net"
@@ -21,6 +20,10 @@ import (
 	"sync"
 	"text/tabwriter"
 	"time"
+
+	"github.com/semcache/semcache/api"
+	"github.com/semcache/semcache/api/sim"
+	"github.com/semcache/semcache/embedding"
 )
 
 // The proxy's response headers and the simulated upstream's answer prefix,
@@ -35,16 +38,33 @@ const (
 	simulatedPrefix = sim.AnswerPrefix
 )
 
-// progressEvery is the number of completed queries between progress lines.
-const progressEvery = 500
+// Progress reporting: off a terminal, a line every progressEvery completed
+// requests; on one, a single line redrawn in place at most every
+// progressRedraw, from progressDelay into the run on (shorter runs print
+// nothing).
+const (
+	progressEvery  = 500
+	progressRedraw = 200 * time.Millisecond
+	progressDelay  = 2 * time.Second
+)
 
 // maxErrorSamples bounds the error messages kept in a ReplayReport.
 const maxErrorSamples = 10
 
+// Query log formats of --format.
+const (
+	queryLogLabelled = "labelled" // CSV (TSV if .tsv) with a header, text and label columns
+	queryLogLines    = "lines"    // one query per line, no header, no labels
+)
+
 // replayOptions are the parsed flags of "bench replay".
 type replayOptions struct {
+	// Target is the proxy's base URL; empty runs an in-process proxy
+	// configured by Proxy.
 	Target            string
+	Proxy             proxyOptions
 	Data              string
+	Format            string
 	TextCol, LabelCol string
 	Model             string
 	APIKey            string
@@ -69,7 +89,10 @@ type Latency struct {
 	P99 float64 `json:"p99_ms"`
 }
 
-// HitStats counts the cache hits of one tier, or of both.
+// HitStats counts the cache hits of one tier, or of both. A query log
+// without labels (--format lines) has no precision: Correct is 0 and
+// Precision nil, and Unattributed still counts the hits whose source is not
+// in the file.
 type HitStats struct {
 	// Hits is the number of answers with X-Semcache-Status: HIT.
 	Hits int `json:"hits"`
@@ -88,12 +111,16 @@ type HitStats struct {
 
 // ReplayReport is the result of "bench replay", written to replay.json.
 type ReplayReport struct {
-	// Target is the proxy's base URL; Data the replayed file; Model the
+	// Target is the proxy's base URL, or "in-process" for a proxy the run
+	// started itself, described by Proxy (nil with a target); Data the
+	// replayed file and Format its format (labelled or lines); Model the
 	// model field sent; Concurrency the number of requests in flight.
-	Target      string `json:"target"`
-	Data        string `json:"data"`
-	Model       string `json:"model"`
-	Concurrency int    `json:"concurrency"`
+	Target      string         `json:"target"`
+	Proxy       *ProxySettings `json:"proxy,omitempty"`
+	Data        string         `json:"data"`
+	Format      string         `json:"format"`
+	Model       string         `json:"model"`
+	Concurrency int            `json:"concurrency"`
 	// EntriesAtStart is the target cache's entry count before the replay
 	// (from GET /api/v1/cache/stats); a cold replay has 0.
 	EntriesAtStart int `json:"entries_at_start"`
@@ -155,8 +182,11 @@ type replayResult struct {
 	latencyMS float64
 	sim       float64 // X-Semcache-Similarity, when hasSim
 	hasSim    bool
-	// For hits: whether the source query was recovered, and whether its
-	// label matches.
+	// For hits: the query the answer was stored for, when the answer names
+	// it (hasSource); whether that query is in the data file
+	// (attributed), and whether its label matches (correct).
+	source              string
+	hasSource           bool
 	attributed, correct bool
 	promptTokens        int
 	completionTokens    int
@@ -166,10 +196,12 @@ func runReplayCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 	fs := flag.NewFlagSet("semcache bench replay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o replayOptions
-	fs.StringVar(&o.Target, "target", "", "base `URL` of a running proxy on loopback, e.g. http://127.0.0.1:8080/v1")
-	fs.StringVar(&o.Data, "data", "", "labelled query log `FILE` (CSV, or TSV if it ends in .tsv), replayed in order")
-	fs.StringVar(&o.TextCol, "text-col", "text", "header name of the text column")
-	fs.StringVar(&o.LabelCol, "label-col", "category", "header name of the label column")
+	fs.StringVar(&o.Target, "target", "", "base `URL` of a running proxy on loopback, e.g. http://127.0.0.1:8080/v1; omitted: start a proxy in this process for the run")
+	addProxyFlags(fs, &o.Proxy)
+	fs.StringVar(&o.Data, "data", "", "query log `FILE`, replayed in order")
+	fs.StringVar(&o.Format, "format", queryLogLabelled, "format of --data: labelled (CSV with a header, or TSV if it ends in .tsv) or lines (one query per line, no labels: no precision)")
+	fs.StringVar(&o.TextCol, "text-col", "text", "header name of the text column (labelled)")
+	fs.StringVar(&o.LabelCol, "label-col", "category", "header name of the label column (labelled)")
 	fs.StringVar(&o.Model, "model", "sim-1", "model field of each request")
 	fs.IntVar(&o.Concurrency, "concurrency", 1, "requests in flight; 1 is deterministic, above 1 the order in which queries warm the cache is racy")
 	fs.IntVar(&o.Limit, "limit", 0, "replay only the first `N` queries (0 = all)")
@@ -178,19 +210,23 @@ func runReplayCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 	fs.DurationVar(&o.Wait, "wait", 10*time.Second, "how long to wait for the target's /healthz to answer before starting")
 	fs.StringVar(&o.Out, "out", "", "optional `DIR` for replay.json (created if missing)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: semcache bench replay --target URL --data FILE [flags]\n\n"+
+		fmt.Fprintf(fs.Output(), "usage: semcache bench replay [--target URL] --data FILE [flags]\n\n"+
 			"Sends each query of FILE to URL/chat/completions and judges the cache's answers: a hit\n"+
 			"is correct when the query it was stored for has the same label. The proxy must use the\n"+
-			"simulated upstream, whose answers are \"Simulated answer to: <query>\".\n\nflags:\n")
+			"simulated upstream, whose answers are \"Simulated answer to: <query>\". Without --target,\n"+
+			"replay starts such a proxy in the process (flags marked in-process proxy), replays\n"+
+			"against it and stops it.\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if err := o.validate(); err != nil {
+	set := setFlags(fs)
+	if err := o.validate(set); err != nil {
 		return err
 	}
-	rep, err := runReplay(ctx, o, newReplayClient(o), stderr)
+	noteDefaultThreshold(stderr, o.Target, o.Proxy, set)
+	rep, err := replay(ctx, o, stderr)
 	if err != nil {
 		return err
 	}
@@ -198,26 +234,32 @@ func runReplayCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 		return err
 	}
 	if o.Out != "" {
-		if err := os.MkdirAll(o.Out, 0o755); err != nil {
-			return err
-		}
-		js, err := json.MarshalIndent(rep, "", "  ")
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(o.Out, "replay.json"), append(js, '\n'), 0o644)
+		return writeReportJSON(o.Out, "replay.json", rep)
 	}
 	return nil
 }
 
-// validate checks the flags that do not need the data.
-func (o replayOptions) validate() error {
+// writeReportJSON writes v, indented, to dir/name, creating dir if missing.
+func writeReportJSON(dir, name string, v any) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	js, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, name), append(js, '\n'), 0o644)
+}
+
+// validate checks the flags that do not need the data; set holds the names
+// of the flags given on the command line.
+func (o replayOptions) validate(set map[string]bool) error {
 	switch {
-	case o.Target == "":
-		return usageErrorf("--target is required")
 	case o.Data == "":
 		return usageErrorf("--data is required")
-	case o.TextCol == "" || o.LabelCol == "":
+	case o.Format != queryLogLabelled && o.Format != queryLogLines:
+		return usageErrorf("--format %q: want labelled or lines", o.Format)
+	case o.Format == queryLogLabelled && (o.TextCol == "" || o.LabelCol == ""):
 		return usageErrorf("--text-col and --label-col must not be empty")
 	case o.Concurrency < 1:
 		return usageErrorf("--concurrency must be >= 1, got %d", o.Concurrency)
@@ -226,10 +268,48 @@ func (o replayOptions) validate() error {
 	case o.Timeout <= 0:
 		return usageErrorf("--timeout must be > 0, got %v", o.Timeout)
 	}
+	if err := checkProxyFlags(o.Proxy, o.Target, set); err != nil {
+		return err
+	}
+	if o.Target == "" {
+		return nil
+	}
 	if _, err := loopbackURL(o.Target); err != nil {
 		return usageErrorf("%v", err)
 	}
 	return nil
+}
+
+// noteDefaultThreshold warns on w when the in-process proxy uses the local
+// embedder's default threshold at another dimension than it was measured
+// at.
+func noteDefaultThreshold(w io.Writer, target string, p proxyOptions, set map[string]bool) {
+	if target == "" && !set["threshold"] && p.EmbedderDim != embedding.DefaultLocalDim {
+		fmt.Fprintf(w, "note: the default --threshold %g was measured at %d dimensions, not %d; measure yours with `semcache bench tune`\n",
+			p.Threshold, embedding.DefaultLocalDim, p.EmbedderDim)
+	}
+}
+
+// replay replays o.Data against o.Target or, when it is empty, against a
+// proxy started in the process for the replay. Progress and the in-process
+// proxy's warnings go to stderr.
+func replay(ctx context.Context, o replayOptions, stderr io.Writer) (*ReplayReport, error) {
+	errw := &syncWriter{w: stderr}
+	var rep *ReplayReport
+	settings, err := onTarget(ctx, o.Target, o.Proxy, errw, func(baseURL string) error {
+		ro := o
+		ro.Target = baseURL
+		var err error
+		rep, err = runReplay(ctx, ro, newReplayClient(ro), errw)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if settings != nil {
+		rep.Target, rep.Proxy = inProcessTarget, settings
+	}
+	return rep, nil
 }
 
 // loopbackURL parses a base URL and refuses anything but http or https to
@@ -257,11 +337,18 @@ func loopbackURL(raw string) (*url.URL, error) {
 // and never follows redirects (a 3xx is an error), so requests cannot leave
 // the loopback host checked by loopbackURL.
 func newReplayClient(o replayOptions) *http.Client {
+	return newLoopbackClient(o.Timeout, o.Concurrency)
+}
+
+// newLoopbackClient returns a client for loopbackURL targets with the given
+// per-request timeout, keeping up to conns idle connections: it never uses
+// an environment proxy and never follows redirects.
+func newLoopbackClient(timeout time.Duration, conns int) *http.Client {
 	return &http.Client{
-		Timeout: o.Timeout,
+		Timeout: timeout,
 		Transport: &http.Transport{
 			Proxy:               nil,
-			MaxIdleConnsPerHost: o.Concurrency,
+			MaxIdleConnsPerHost: conns,
 			IdleConnTimeout:     30 * time.Second,
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -274,12 +361,11 @@ func newReplayClient(o replayOptions) *http.Client {
 // is sequential and deterministic; with more, requests overlap and which
 // query stores the entry that a later one hits depends on timing.
 func runReplay(ctx context.Context, o replayOptions, client *http.Client, progress io.Writer) (*ReplayReport, error) {
-	base, err := loopbackURL(o.Target)
+	rq, err := newRequester(client, o.Target, o.Model, o.APIKey)
 	if err != nil {
 		return nil, err
 	}
-	endpoint := strings.TrimRight(base.String(), "/") + "/chat/completions"
-	data, err := LoadLabelled(o.Data, o.TextCol, o.LabelCol)
+	data, err := loadQueries(o.Data, o.Format, o.TextCol, o.LabelCol)
 	if err != nil {
 		return nil, err
 	}
@@ -289,7 +375,7 @@ func runReplay(ctx context.Context, o replayOptions, client *http.Client, progre
 			labels[e.Text] = e.Label
 		}
 	}
-	entries, err := preflight(ctx, client, o)
+	entries, err := preflight(ctx, client, o.Target, o.Wait)
 	if err != nil {
 		return nil, err
 	}
@@ -308,7 +394,8 @@ func runReplay(ctx context.Context, o replayOptions, client *http.Client, progre
 	for range o.Concurrency {
 		workers.Go(func() {
 			for i := range jobs {
-				results[i] = replayOne(ctx, client, endpoint, o, queries[i], labels)
+				q := queries[i]
+				results[i] = attribute(rq.send(ctx, q.Text, "line "+strconv.Itoa(q.Line)), q, labels)
 				done <- i
 			}
 		})
@@ -327,6 +414,7 @@ func runReplay(ctx context.Context, o replayOptions, client *http.Client, progre
 		workers.Wait()
 		close(done)
 	}()
+	meter := newProgressMeter(progress, "replay", "queries", len(queries), 0)
 	var completed, hits, errs int
 	for i := range done {
 		completed++
@@ -336,17 +424,58 @@ func runReplay(ctx context.Context, o replayOptions, client *http.Client, progre
 		case kindError:
 			errs++
 		}
-		if completed%progressEvery == 0 {
-			fmt.Fprintf(progress, "replay: %d/%d queries, %d hits, %d errors\n", completed, len(queries), hits, errs)
-		}
+		meter.update(completed, hits, errs)
 	}
+	meter.finish(completed, hits, errs)
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("replay stopped after %d of %d queries: %w", completed, len(queries), err)
 	}
-	rep := summariseReplay(results)
+	rep := summariseReplay(results, o.Format != queryLogLines)
 	rep.EntriesAtStart = entries
-	rep.Target, rep.Data, rep.Model, rep.Concurrency = o.Target, o.Data, o.Model, o.Concurrency
+	rep.Target, rep.Data, rep.Format, rep.Model, rep.Concurrency = o.Target, o.Data, o.Format, o.Model, o.Concurrency
 	return rep, nil
+}
+
+// loadQueries reads a query log in format (queryLogLabelled or queryLogLines).
+// Lines-format examples have no label.
+func loadQueries(path, format, textCol, labelCol string) ([]Example, error) {
+	if format == queryLogLines {
+		return loadLines(path)
+	}
+	return LoadLabelled(path, textCol, labelCol)
+}
+
+// loadLines reads a query log with one query per line: no header, no
+// labels. A trailing "\r" (CRLF files) and a leading UTF-8 byte-order mark
+// are removed; otherwise each text is kept exactly as written. Blank
+// (all-space) lines are skipped: they separate, they are not queries. A
+// file without any query, or with a line longer than 1 MiB, is an error.
+func loadLines(path string) ([]Example, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	var out []Example
+	for line := 1; sc.Scan(); line++ {
+		text := strings.TrimSuffix(sc.Text(), "\r")
+		if line == 1 {
+			text = strings.TrimPrefix(text, "\ufeff")
+		}
+		if strings.TrimSpace(text) == "" {
+			continue
+		}
+		out = append(out, Example{Text: text, Line: line})
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%s:%d: %w", path, len(out)+1, err)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: no queries", path)
+	}
+	return out, nil
 }
 
 // chatRequest is the body replay sends.
@@ -371,26 +500,44 @@ type chatResponse struct {
 	} `json:"usage"`
 }
 
-// replayOne sends one query and classifies the answer. labels maps each
-// text of the data file to its first label.
-func replayOne(ctx context.Context, client *http.Client, endpoint string, o replayOptions, q Example, labels map[string]string) replayResult {
-	fail := func(kind, format string, a ...any) replayResult {
-		return replayResult{kind: kindError, errKind: kind, errMsg: fmt.Sprintf("line %d: %s: ", q.Line, kind) + fmt.Sprintf(format, a...)}
+// requester sends chat completions to a proxy on loopback. It is safe for
+// concurrent use.
+type requester struct {
+	client        *http.Client
+	endpoint      string // the loopback base URL + /chat/completions
+	model, apiKey string // apiKey "" sends no Authorization header
+}
+
+// newRequester checks that target is a loopback base URL and returns a
+// requester for its chat completions.
+func newRequester(client *http.Client, target, model, apiKey string) (*requester, error) {
+	base, err := loopbackURL(target)
+	if err != nil {
+		return nil, err
 	}
-	body, err := json.Marshal(chatRequest{Model: o.Model, Messages: []chatMessage{{Role: "user", Content: q.Text}}})
+	return &requester{client: client, endpoint: strings.TrimRight(base.String(), "/") + "/chat/completions", model: model, apiKey: apiKey}, nil
+}
+
+// send sends one prompt and classifies the answer; ref names the prompt
+// in error messages ("line 12", "request 7").
+func (rq *requester) send(ctx context.Context, text, ref string) replayResult {
+	fail := func(kind, format string, a ...any) replayResult {
+		return replayResult{kind: kindError, errKind: kind, errMsg: fmt.Sprintf("%s: %s: ", ref, kind) + fmt.Sprintf(format, a...)}
+	}
+	body, err := json.Marshal(chatRequest{Model: rq.model, Messages: []chatMessage{{Role: "user", Content: text}}})
 	if err != nil {
 		return fail("transport", "%v", err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, rq.endpoint, bytes.NewReader(body))
 	if err != nil {
 		return fail("transport", "%v", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	if o.APIKey != "" {
-		req.Header.Set("Authorization", "Bearer "+o.APIKey)
+	if rq.apiKey != "" {
+		req.Header.Set("Authorization", "Bearer "+rq.apiKey)
 	}
 	start := time.Now()
-	resp, err := client.Do(req)
+	resp, err := rq.client.Do(req)
 	if err != nil {
 		return fail("transport", "%v", err)
 	}
@@ -436,10 +583,20 @@ func replayOne(ctx context.Context, client *http.Client, endpoint string, o repl
 		return fail("bad response", "hit body has no choices")
 	}
 	r.promptTokens, r.completionTokens = cr.Usage.PromptTokens, cr.Usage.CompletionTokens
-	if src, ok := strings.CutPrefix(cr.Choices[0].Message.Content, simulatedPrefix); ok {
-		if label, ok := labels[src]; ok {
-			r.attributed, r.correct = true, label == q.Label
-		}
+	r.source, r.hasSource = strings.CutPrefix(cr.Choices[0].Message.Content, simulatedPrefix)
+	return r
+}
+
+// attribute judges a hit of query q: it is attributed when its source
+// query is in labels, which maps each text of the data file to its first
+// label ("" when the file has none), and correct when the labels are
+// equal and not empty.
+func attribute(r replayResult, q Example, labels map[string]string) replayResult {
+	if !r.hasSource {
+		return r
+	}
+	if label, ok := labels[r.source]; ok {
+		r.attributed, r.correct = true, label != "" && label == q.Label
 	}
 	return r
 }
@@ -453,8 +610,9 @@ func truncate(s string, n int) string {
 }
 
 // summariseReplay computes the report counts from per-query results, in
-// query order (so error samples are the first ones in the file).
-func summariseReplay(results []replayResult) *ReplayReport {
+// query order (so error samples are the first ones in the file). Without
+// labels there is no precision.
+func summariseReplay(results []replayResult, labelled bool) *ReplayReport {
 	rep := &ReplayReport{Queries: len(results)}
 	var exactMS, semMS, missMS, bypassMS []float64
 	for _, r := range results {
@@ -494,7 +652,9 @@ func summariseReplay(results []replayResult) *ReplayReport {
 		}
 	}
 	for _, h := range []*HitStats{&rep.All, &rep.Exact, &rep.Semantic} {
-		h.Precision = ratio(h.Correct, h.Hits-h.Unattributed)
+		if labelled {
+			h.Precision = ratio(h.Correct, h.Hits-h.Unattributed)
+		}
 	}
 	rep.Hits = rep.All.Hits
 	rep.HitRate = ratio(rep.Hits, rep.Answered)
@@ -549,6 +709,9 @@ func writeReplaySummary(w io.Writer, rep *ReplayReport) error {
 		return s
 	}
 	fmt.Fprintf(w, "replay of %s through %s (model %s, concurrency %d)\n", rep.Data, rep.Target, rep.Model, rep.Concurrency)
+	if rep.Proxy != nil {
+		fmt.Fprintf(w, "in-process proxy: %s\n", rep.Proxy)
+	}
 	if rep.EntriesAtStart > 0 {
 		fmt.Fprintf(w, "WARNING: the cache held %d entries before the replay (not a cold replay)\n", rep.EntriesAtStart)
 	}
@@ -559,59 +722,83 @@ func writeReplaySummary(w io.Writer, rep *ReplayReport) error {
 	fmt.Fprintf(w, "hits                  %d (hit rate %s of answered): exact %d, semantic %d\n", rep.Hits, pct(rep.HitRate), rep.Exact.Hits, rep.Semantic.Hits)
 	fmt.Fprintf(w, "misses                %d\n", rep.Misses)
 	fmt.Fprintf(w, "bypassed              %d\n", rep.Bypassed)
-	fmt.Fprintf(w, "precision (same intent)\n  all hits            %s\n  exact               %s\n  semantic            %s\n", prec(rep.All), prec(rep.Exact), prec(rep.Semantic))
+	if rep.Format == queryLogLines {
+		fmt.Fprintf(w, "precision             - (the query log has no labels)\n")
+	} else {
+		fmt.Fprintf(w, "precision (same intent)\n  all hits            %s\n  exact               %s\n  semantic            %s\n", prec(rep.All), prec(rep.Exact), prec(rep.Semantic))
+	}
 	if rep.SemanticSimilarityMin != nil {
 		fmt.Fprintf(w, "lowest semantic similarity %.4f\n", *rep.SemanticSimilarityMin)
 	}
 	fmt.Fprintf(w, "upstream calls saved  %d\n", rep.UpstreamCallsSaved)
 	fmt.Fprintf(w, "tokens saved          prompt %d, completion %d\n", rep.PromptTokensSaved, rep.CompletionTokensSaved)
-	fmt.Fprintln(w, "latency (milliseconds)")
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprint(tw, "outcome\tcount\tp50\tp95\tp99\t\n")
-	for _, l := range []struct {
-		name string
-		l    Latency
-	}{{"exact hit", rep.ExactHitLatency}, {"semantic hit", rep.SemanticHitLatency}, {"miss", rep.MissLatency}, {"bypass", rep.BypassLatency}} {
-		fmt.Fprintf(tw, "%s\t%d\t%.3f\t%.3f\t%.3f\t\n", l.name, l.l.Count, l.l.P50, l.l.P95, l.l.P99)
-	}
-	if err := tw.Flush(); err != nil {
+	if err := writeLatencyTable(w, []namedLatency{{"exact hit", rep.ExactHitLatency}, {"semantic hit", rep.SemanticHitLatency},
+		{"miss", rep.MissLatency}, {"bypass", rep.BypassLatency}}); err != nil {
 		return err
 	}
-	if rep.Errors > 0 {
-		kinds := make([]string, 0, len(rep.ErrorsByKind))
-		for k := range rep.ErrorsByKind {
-			kinds = append(kinds, k)
-		}
-		slices.Sort(kinds)
-		fmt.Fprintf(w, "errors                %d:", rep.Errors)
-		for _, k := range kinds {
-			fmt.Fprintf(w, " %s %d;", k, rep.ErrorsByKind[k])
-		}
-		fmt.Fprintln(w)
-		for _, s := range rep.ErrorSamples {
-			fmt.Fprintf(w, "  %s\n", s)
-		}
-	}
+	writeErrors(w, rep.Errors, rep.ErrorsByKind, rep.ErrorSamples)
 	return nil
 }
 
-// preflight waits up to o.Wait for the target's GET /healthz to answer 200,
+// namedLatency is one row of a latency table.
+type namedLatency struct {
+	name string
+	l    Latency
+}
+
+// writeLatencyTable writes the rows as an aligned table in milliseconds.
+func writeLatencyTable(w io.Writer, rows []namedLatency) error {
+	fmt.Fprintln(w, "latency (milliseconds)")
+	tw := newTable(w)
+	fmt.Fprint(tw, "outcome\tcount\tp50\tp95\tp99\t\n")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%d\t%.3f\t%.3f\t%.3f\t\n", r.name, r.l.Count, r.l.P50, r.l.P95, r.l.P99)
+	}
+	return tw.Flush()
+}
+
+// newTable returns a tabwriter for right-aligned tables.
+func newTable(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+}
+
+// writeErrors writes the error count by kind and the samples, if any.
+func writeErrors(w io.Writer, n int, byKind map[string]int, samples []string) {
+	if n == 0 {
+		return
+	}
+	kinds := make([]string, 0, len(byKind))
+	for k := range byKind {
+		kinds = append(kinds, k)
+	}
+	slices.Sort(kinds)
+	fmt.Fprintf(w, "errors                %d:", n)
+	for _, k := range kinds {
+		fmt.Fprintf(w, " %s %d;", k, byKind[k])
+	}
+	fmt.Fprintln(w)
+	for _, s := range samples {
+		fmt.Fprintf(w, "  %s\n", s)
+	}
+}
+
+// preflight waits up to wait for the target's GET /healthz to answer 200,
 // then returns the number of entries its cache already holds (GET
-// /api/v1/cache/stats), so that a replay into a warm cache is flagged.
-func preflight(ctx context.Context, client *http.Client, o replayOptions) (int, error) {
-	base, err := loopbackURL(o.Target)
+// /api/v1/cache/stats), so that a run against a warm cache is flagged.
+func preflight(ctx context.Context, client *http.Client, target string, wait time.Duration) (int, error) {
+	base, err := loopbackURL(target)
 	if err != nil {
 		return 0, err
 	}
 	root := &url.URL{Scheme: base.Scheme, Host: base.Host}
-	deadline := time.Now().Add(o.Wait)
+	deadline := time.Now().Add(wait)
 	for {
 		err = getOK(ctx, client, root.JoinPath("healthz").String(), nil)
 		if err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
-			return 0, fmt.Errorf("target %s is not answering /healthz after %v: %w", root, o.Wait, err)
+			return 0, fmt.Errorf("target %s is not answering /healthz after %v: %w", root, wait, err)
 		}
 		select {
 		case <-ctx.Done():
@@ -646,4 +833,95 @@ func getOK(ctx context.Context, client *http.Client, u string, into any) error {
 		return nil
 	}
 	return json.NewDecoder(resp.Body).Decode(into)
+}
+
+// progressMeter reports the progress of a run of total requests (and,
+// when limit > 0, of at most limit long) to w. Off a terminal it writes a
+// line every progressEvery completions; on a terminal (w is a character
+// device) it redraws one line in place, at most every progressRedraw and
+// only once the run has lasted progressDelay, so short runs print nothing
+// there. Its methods must be called from one goroutine.
+type progressMeter struct {
+	w          io.Writer
+	tty        bool
+	name, unit string // "replay", "queries"
+	total      int
+	limit      time.Duration
+	now        func() time.Time
+	start      time.Time
+	lastDraw   time.Time
+	drawn      bool
+}
+
+func newProgressMeter(w io.Writer, name, unit string, total int, limit time.Duration) *progressMeter {
+	return &progressMeter{w: w, tty: isTerminal(w), name: name, unit: unit, total: total, limit: limit, now: time.Now, start: time.Now()}
+}
+
+// isTerminal reports whether w (or the writer a syncWriter wraps) is a
+// character device such as a terminal.
+func isTerminal(w io.Writer) bool {
+	if s, ok := w.(*syncWriter); ok {
+		w = s.w
+	}
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// update records that done requests have completed, hits of them hits
+// and errs errors.
+func (p *progressMeter) update(done, hits, errs int) {
+	if !p.tty {
+		if done%progressEvery == 0 {
+			fmt.Fprintf(p.w, "%s: %d/%d %s, %d hits, %d errors%s\n", p.name, done, p.total, p.unit, hits, errs, p.elapsed())
+		}
+		return
+	}
+	now := p.now()
+	if now.Sub(p.start) < progressDelay || (p.drawn && now.Sub(p.lastDraw) < progressRedraw) {
+		return
+	}
+	p.draw(now, done, hits, errs)
+}
+
+// finish ends the report: on a terminal, a bar that was drawn is redrawn
+// with the final counts and ended with a newline.
+func (p *progressMeter) finish(done, hits, errs int) {
+	if p.tty && p.drawn {
+		p.draw(p.now(), done, hits, errs)
+		fmt.Fprintln(p.w)
+	}
+}
+
+// progressWidth is the number of cells of the bar.
+const progressWidth = 30
+
+func (p *progressMeter) draw(now time.Time, done, hits, errs int) {
+	frac := 0.0
+	if p.total > 0 {
+		frac = float64(done) / float64(p.total)
+	}
+	if p.limit > 0 {
+		frac = max(frac, float64(now.Sub(p.start))/float64(p.limit))
+	}
+	frac = min(frac, 1)
+	cells := int(frac * progressWidth)
+	// \r returns to the start of the line, \x1b[K erases what a longer
+	// previous line left behind.
+	fmt.Fprintf(p.w, "\r%s [%s%s] %3.0f%% %d/%d %s, %d hits, %d errors, %s\x1b[K",
+		p.name, strings.Repeat("#", cells), strings.Repeat(".", progressWidth-cells), 100*frac,
+		done, p.total, p.unit, hits, errs, now.Sub(p.start).Truncate(100*time.Millisecond))
+	p.drawn, p.lastDraw = true, now
+}
+
+// elapsed is the time suffix of the lines written off a terminal: the
+// elapsed time when the run is time-limited, else nothing.
+func (p *progressMeter) elapsed() string {
+	if p.limit <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(", %s of %s", p.now().Sub(p.start).Truncate(100*time.Millisecond), p.limit)
 }

@@ -1,13 +1,16 @@
 package benchmarks
 
 import (
+	"bytes"
+	"cmp"
 	"context"
+	"crypto/rand"
 	"encoding/csv"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/semcache/semcache/index"
 	"io"
 	"math"
 	"os"
@@ -17,6 +20,11 @@ import (
 	"strings"
 	"sync"
 	"text/tabwriter"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/semcache/semcache/index"
 )
 
 // embedder is what tune needs from an embedding model: the vectors of a
@@ -32,15 +40,74 @@ const embedBatch = 512
 // maxThresholds bounds the sweep so a tiny --step cannot exhaust memory.
 const maxThresholds = 100_000
 
-// tuneOptions are the parsed flags of "bench tune".
+// Data formats of "bench tune" (--format).
+const (
+	// formatIntents is one text and one label per row of a CSV or TSV
+	// file; a hit is correct when the two texts share a label.
+	formatIntents = "intents"
+	// formatPairs is a question-pair CSV (question1, question2,
+	// is_duplicate); a hit is correct when a question2 finds its own
+	// question1 and the pair is a duplicate.
+	formatPairs = "pairs"
+	// formatCLINC is the CLINC150 JSON layout; queries of the oos_*
+	// splits are out of scope.
+	formatCLINC = "clinc"
+)
+
+// Nearest-neighbour backends of "bench tune" (--backend).
+const (
+	// backendExact is brute force over every warm vector: the exact
+	// nearest neighbour, ties going to the first warm example.
+	backendExact = "exact"
+	// backendMemory stores the warm vectors in one scope of an
+	// index.Memory and asks its HNSW graph for the nearest one.
+	backendMemory = "memory"
+	// backendRedis does the same through index.Redis (RediSearch HNSW).
+	backendRedis = "redis"
+)
+
+// clincOOSLabel is the intent of every entry of CLINC150's oos_* splits.
+const clincOOSLabel = "oos"
+
+// notDuplicateLabel is the label of a pairs query whose pair is not a
+// duplicate: no stored question answers it, so any hit for it is wrong.
+// Stored question1s are labelled pairLabelPrefix + their text, which can
+// never equal it.
+const (
+	notDuplicateLabel = "not_duplicate"
+	pairLabelPrefix   = "question1:"
+)
+
+// tuneOptions are the parsed flags of "bench tune". The zero values of
+// Backend and Seed are valid and mean "exact" and 0.
 type tuneOptions struct {
-	Warm, Queries     string
+	// Warm and Queries are the intents files of --warm and --queries.
+	Warm, Queries string
+	// Data is the single file of --data: an intents file divided by
+	// SplitRatio, a question-pair CSV or a CLINC150 JSON file.
+	Data string
+	// Format is intents, pairs or clinc.
 	Format            string
 	TextCol, LabelCol string
 	OOSLabel          string
+	// SplitRatio is the share of the --data rows in the warm set, in
+	// (0, 1); only for intents.
+	SplitRatio float64
+	// Seed fixes the --split-ratio shuffle and the memory backend's HNSW
+	// graph.
+	Seed uint64
+	// WarmSplit and QuerySplit are the CLINC150 splits (train, val or
+	// test) of the warm set and of the queries; the matching oos_* split
+	// is added to each.
+	WarmSplit, QuerySplit string
+	// Backend is exact, memory or redis; RedisURL is the server of redis.
+	Backend, RedisURL string
 	Min, Max, Step    float64
 	TargetPrecision   float64
 	Out               string
+	// given holds the names of the flags set on the command line; nil when
+	// the options were not parsed from flags.
+	given map[string]bool
 }
 
 // TuneRow holds the metrics of one threshold of a tune sweep. Similarities
@@ -101,19 +168,35 @@ type Recommendation struct {
 type TuneReport struct {
 	// Embedder is the embedder fingerprint ("kind:model:dim").
 	Embedder string `json:"embedder"`
-	// Warm and Queries are the paths of the warm and query files.
+	// Backend is the nearest-neighbour search: "exact" (brute force),
+	// "memory" (index.Memory HNSW, k=1) or "redis" (RediSearch HNSW, k=1).
+	Backend string `json:"backend"`
+	// Warm and Queries say where the warm set and the queries come from:
+	// the paths of --warm and --queries, or the --data file and the part
+	// of it used (e.g. "data_full.json: train + oos_train").
 	Warm    string `json:"warm"`
 	Queries string `json:"queries"`
-	// Format is the data format ("intents").
+	// Data is the --data file; empty with --warm and --queries.
+	Data string `json:"data,omitempty"`
+	// Format is the data format: "intents", "pairs" or "clinc".
 	Format string `json:"format"`
-	// OOSLabel is the out-of-scope label, empty when there is none.
+	// SplitRatio is the share of the --data rows in the warm set, in
+	// (0, 1), for an intents --data run; 0 (absent) otherwise.
+	SplitRatio float64 `json:"split_ratio,omitempty"`
+	// Seed is --seed, which fixes the --split-ratio shuffle and the memory
+	// backend's HNSW graph.
+	Seed uint64 `json:"seed"`
+	// OOSLabel is the out-of-scope label, empty when there is none ("oos"
+	// for clinc; pairs queries are out of scope when not duplicates).
 	OOSLabel string `json:"oos_label,omitempty"`
 	// TargetPrecision is the --target-precision flag, in (0, 1].
 	TargetPrecision float64 `json:"target_precision"`
-	// WarmCount and QueryCount are the numbers of examples in each file.
+	// WarmCount and QueryCount are the numbers of examples in the warm set
+	// and of queries (for pairs: distinct question1s, and pairs).
 	WarmCount  int `json:"warm_count"`
 	QueryCount int `json:"query_count"`
-	// InScope is the number of queries whose label is not OOSLabel.
+	// InScope is the number of queries whose label is not OOSLabel (for
+	// pairs: the duplicate pairs).
 	InScope int `json:"in_scope"`
 	// Answerable is the number of in-scope queries whose label appears in
 	// the warm set: the denominator of recall.
@@ -137,41 +220,75 @@ type outcome struct {
 	Answerable bool
 }
 
+const tuneUsage = `usage: semcache bench tune --warm FILE --queries FILE [flags]
+       semcache bench tune --data FILE [--split-ratio R] [--seed S] [flags]
+       semcache bench tune --format pairs --data FILE [flags]
+       semcache bench tune --format clinc --data FILE [--warm-split train] [--query-split test] [flags]
+
+Stores every warm text, looks up each query's single nearest warm text by cosine
+similarity and sweeps the hit threshold. A hit is correct when both texts share a
+label (intents, clinc), or when a question2 finds its own question1 and the pair is a
+duplicate (pairs). Out-of-scope queries (--oos-label; clinc's oos_* splits; pairs that
+are not duplicates) are wrong whenever they hit.
+
+formats:
+  intents  CSV/TSV with a header, one text (--text-col) and one label (--label-col) per
+           row; --warm and --queries, or one --data file split by --split-ratio and --seed
+  pairs    CSV with the columns question1, question2, is_duplicate (0 or 1): every
+           distinct question1 is stored, every question2 is a query
+  clinc    CLINC150 JSON (data_full.json): warm = --warm-split + oos_<warm-split>,
+           queries = --query-split + oos_<query-split>
+
+The openai embedder reads its API key from $SEMCACHE_EMBEDDER_API_KEY (none sent if unset).
+With --out DIR it writes DIR/tune.csv, DIR/tune.json and DIR/tune.png.
+
+flags:
+`
+
 func runTuneCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("semcache bench tune", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o tuneOptions
-	var embName string
-	var dim int
-	fs.StringVar(&o.Warm, "warm", "", "labelled `FILE` (CSV, or TSV if it ends in .tsv) whose texts are stored in the cache")
-	fs.StringVar(&o.Queries, "queries", "", "labelled `FILE` of queries looked up against the warm set")
-	fs.StringVar(&o.Format, "format", "intents", "data format; only \"intents\" (one text and one label per row) for now")
-	fs.StringVar(&o.TextCol, "text-col", "text", "header name of the text column")
-	fs.StringVar(&o.LabelCol, "label-col", "category", "header name of the label column")
-	fs.StringVar(&embName, "embedder", "local", "embedder; only \"local\" for now")
-	fs.IntVar(&dim, "embedder-dim", 384, "vector dimension of the embedder")
+	var eo embedderOptions
+	fs.StringVar(&o.Warm, "warm", "", "labelled `FILE` (CSV, or TSV if it ends in .tsv) whose texts are stored in the cache (intents)")
+	fs.StringVar(&o.Queries, "queries", "", "labelled `FILE` of queries looked up against the warm set (intents)")
+	fs.StringVar(&o.Data, "data", "", "single data `FILE`: intents split by --split-ratio, a pairs CSV or a clinc JSON file")
+	fs.StringVar(&o.Format, "format", formatIntents, "data format: intents, pairs or clinc")
+	fs.StringVar(&o.TextCol, "text-col", "text", "header name of the text column (intents)")
+	fs.StringVar(&o.LabelCol, "label-col", "category", "header name of the label column (intents)")
+	fs.Float64Var(&o.SplitRatio, "split-ratio", 0.8, "share of the --data rows stored as the warm set, in (0, 1); the rest are queries (intents)")
+	fs.Uint64Var(&o.Seed, "seed", 1, "seed of the --split-ratio shuffle and of the memory backend's HNSW graph; the same seed gives the same result")
+	fs.StringVar(&o.WarmSplit, "warm-split", "train", "clinc split stored as the warm set, with its oos_ split: train, val or test")
+	fs.StringVar(&o.QuerySplit, "query-split", "test", "clinc split used as queries, with its oos_ split: train, val or test")
+	fs.StringVar(&eo.Name, "embedder", "local", "embedder: local (built-in lexical) or openai (an OpenAI-compatible /embeddings API)")
+	fs.IntVar(&eo.Dim, "embedder-dim", 384, "vector dimension of the embedder; required for openai (e.g. 1536 for text-embedding-3-small)")
+	fs.StringVar(&eo.URL, "embedder-url", "", "API root `URL` of the openai embedder, e.g. https://api.openai.com/v1")
+	fs.StringVar(&eo.Model, "embedder-model", "", "model name of the openai embedder, e.g. text-embedding-3-small")
+	fs.StringVar(&o.Backend, "backend", backendExact, "nearest-neighbour search: exact (brute force), memory (in-process HNSW index) or redis (RediSearch HNSW at --redis-url)")
+	fs.StringVar(&o.RedisURL, "redis-url", "", "redis://host:port/db `URL` for --backend redis (needs the RediSearch module); the run writes under a fresh key prefix and deletes it at the end")
 	fs.Float64Var(&o.Min, "min", 0.50, "lowest cosine-similarity threshold of the sweep, in [-1, 1]")
 	fs.Float64Var(&o.Max, "max", 1.00, "highest cosine-similarity threshold of the sweep, in [-1, 1]")
 	fs.Float64Var(&o.Step, "step", 0.01, "threshold step, > 0")
 	fs.Float64Var(&o.TargetPrecision, "target-precision", 0.99, "precision the recommended threshold must reach, in (0, 1]")
-	fs.StringVar(&o.Out, "out", "", "optional `DIR` for tune.csv and tune.json (created if missing)")
-	fs.StringVar(&o.OOSLabel, "oos-label", "", "optional label of out-of-scope queries (e.g. NO_NODES_DETECTED); any hit for them is wrong")
+	fs.StringVar(&o.Out, "out", "", "optional `DIR` for tune.csv, tune.json and tune.png (created if missing)")
+	fs.StringVar(&o.OOSLabel, "oos-label", "", "optional label of out-of-scope queries (e.g. NO_NODES_DETECTED); any hit for them is wrong (intents)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: semcache bench tune --warm FILE --queries FILE [flags]\n\n"+
-			"Stores every warm text, looks up each query's single nearest warm text by cosine\n"+
-			"similarity and sweeps the hit threshold. A hit is correct when both texts share a label.\n\nflags:\n")
+		fmt.Fprint(fs.Output(), tuneUsage)
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	o.given = make(map[string]bool)
+	fs.Visit(func(f *flag.Flag) { o.given[f.Name] = true })
 	if err := o.validate(); err != nil {
 		return err
 	}
-	if dim <= 0 {
-		return usageErrorf("--embedder-dim must be > 0, got %d", dim)
+	if eo.Name == "openai" && !o.given["embedder-dim"] {
+		return usageErrorf("--embedder openai needs --embedder-dim, the model's vector length (e.g. 1536 for text-embedding-3-small)")
 	}
-	emb, err := newEmbedder(embName, dim)
+	eo.APIKey = os.Getenv(embedderAPIKeyEnv)
+	emb, err := newEmbedder(eo)
 	if err != nil {
 		return err
 	}
@@ -192,17 +309,78 @@ func runTuneCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 
 // validate checks the flags that do not need the data.
 func (o tuneOptions) validate() error {
+	// notFor rejects flags given on the command line that the format
+	// ignores, so that a mistyped run fails instead of measuring
+	// something else.
+	notFor := func(flags ...string) error {
+		for _, f := range flags {
+			if o.given[f] {
+				return usageErrorf("--%s does not apply to --format %s", f, o.Format)
+			}
+		}
+		return nil
+	}
+	var err error
+	switch o.Format {
+	case formatIntents:
+		switch {
+		case o.Data != "" && (o.Warm != "" || o.Queries != ""):
+			return usageErrorf("--data and --warm/--queries are alternatives: give one or the other")
+		case o.Data != "" && !(o.SplitRatio > 0 && o.SplitRatio < 1):
+			return usageErrorf("--split-ratio must be in (0, 1), got %v", o.SplitRatio)
+		case o.Data == "" && o.Warm == "":
+			return usageErrorf("--warm is required (or --data with --split-ratio)")
+		case o.Data == "" && o.Queries == "":
+			return usageErrorf("--queries is required")
+		case o.Data == "" && o.given["split-ratio"]:
+			return usageErrorf("--split-ratio applies only to --data")
+		}
+		err = notFor("warm-split", "query-split")
+	case formatPairs, formatCLINC:
+		switch {
+		case o.Warm != "" || o.Queries != "":
+			return usageErrorf("--format %s reads one --data FILE, not --warm/--queries", o.Format)
+		case o.Data == "":
+			return usageErrorf("--format %s needs --data FILE", o.Format)
+		}
+		if o.Format == formatPairs {
+			err = notFor("text-col", "label-col", "oos-label", "split-ratio", "warm-split", "query-split")
+			break
+		}
+		if err = notFor("text-col", "label-col", "oos-label", "split-ratio"); err != nil {
+			break
+		}
+		for _, s := range []string{o.WarmSplit, o.QuerySplit} {
+			if s != "train" && s != "val" && s != "test" {
+				return usageErrorf("clinc split %q: want train, val or test", s)
+			}
+		}
+		if o.WarmSplit == o.QuerySplit {
+			return usageErrorf("--warm-split and --query-split are both %q: the queries would be the warm set", o.WarmSplit)
+		}
+	default:
+		return usageErrorf("--format %q is not supported (want intents, pairs or clinc)", o.Format)
+	}
+	if err != nil {
+		return err
+	}
 	switch {
-	case o.Warm == "":
-		return usageErrorf("--warm is required")
-	case o.Queries == "":
-		return usageErrorf("--queries is required")
-	case o.Format != "intents":
-		return usageErrorf("--format %q is not yet supported (only \"intents\")", o.Format)
 	case o.TextCol == "" || o.LabelCol == "":
 		return usageErrorf("--text-col and --label-col must not be empty")
 	case o.TargetPrecision <= 0 || o.TargetPrecision > 1 || math.IsNaN(o.TargetPrecision):
 		return usageErrorf("--target-precision must be in (0, 1], got %v", o.TargetPrecision)
+	}
+	switch o.Backend {
+	case backendExact, backendMemory:
+		if o.RedisURL != "" {
+			return usageErrorf("--redis-url applies only to --backend redis")
+		}
+	case backendRedis:
+		if o.RedisURL == "" {
+			return usageErrorf("--backend redis needs --redis-url (a Redis with the RediSearch module)")
+		}
+	default:
+		return usageErrorf("--backend %q is not supported (want exact, memory or redis)", o.Backend)
 	}
 	if _, err := thresholds(o.Min, o.Max, o.Step); err != nil {
 		return usageErrorf("%v", err)
@@ -210,11 +388,55 @@ func (o tuneOptions) validate() error {
 	return nil
 }
 
-// runTune loads the data, embeds it with emb and computes the sweep.
-func runTune(ctx context.Context, o tuneOptions, emb embedder) (*TuneReport, error) {
-	ths, err := thresholds(o.Min, o.Max, o.Step)
-	if err != nil {
-		return nil, err
+// tuneData is the warm set and the queries of one run.
+type tuneData struct {
+	Warm, Queries []Example
+	// WarmSource and QuerySource say where they come from, for the report.
+	WarmSource, QuerySource string
+	// OOSLabel marks out-of-scope queries; "" when there are none.
+	OOSLabel string
+}
+
+// loadTuneData reads the warm set and the queries that o names.
+func loadTuneData(o tuneOptions) (*tuneData, error) {
+	switch o.Format {
+	case formatPairs:
+		pairs, err := LoadPairs(o.Data)
+		if err != nil {
+			return nil, err
+		}
+		warm, queries := pairExamples(pairs)
+		return &tuneData{Warm: warm, Queries: queries, OOSLabel: notDuplicateLabel,
+			WarmSource: o.Data + ": question1 (distinct texts)", QuerySource: o.Data + ": question2"}, nil
+	case formatCLINC:
+		c, err := LoadCLINC(o.Data)
+		if err != nil {
+			return nil, err
+		}
+		warm, err := clincExamples(c, o.WarmSplit)
+		if err != nil {
+			return nil, err
+		}
+		queries, err := clincExamples(c, o.QuerySplit)
+		if err != nil {
+			return nil, err
+		}
+		return &tuneData{Warm: warm, Queries: queries, OOSLabel: clincOOSLabel,
+			WarmSource:  fmt.Sprintf("%s: %s + oos_%[2]s", o.Data, o.WarmSplit),
+			QuerySource: fmt.Sprintf("%s: %s + oos_%[2]s", o.Data, o.QuerySplit)}, nil
+	}
+	if o.Data != "" {
+		all, err := LoadLabelled(o.Data, o.TextCol, o.LabelCol)
+		if err != nil {
+			return nil, err
+		}
+		warm, queries, err := SplitExamples(all, o.SplitRatio, o.Seed)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", o.Data, err)
+		}
+		return &tuneData{Warm: warm, Queries: queries, OOSLabel: o.OOSLabel,
+			WarmSource:  fmt.Sprintf("%s: %d of %d rows (split %v, seed %d)", o.Data, len(warm), len(all), o.SplitRatio, o.Seed),
+			QuerySource: fmt.Sprintf("%s: the other %d rows", o.Data, len(queries))}, nil
 	}
 	warm, err := LoadLabelled(o.Warm, o.TextCol, o.LabelCol)
 	if err != nil {
@@ -224,34 +446,106 @@ func runTune(ctx context.Context, o tuneOptions, emb embedder) (*TuneReport, err
 	if err != nil {
 		return nil, err
 	}
-	wv, err := embedAll(ctx, emb, warm)
+	return &tuneData{Warm: warm, Queries: queries, OOSLabel: o.OOSLabel, WarmSource: o.Warm, QuerySource: o.Queries}, nil
+}
+
+// pairExamples applies the pairs protocol: every distinct question1 text is
+// stored once (at the line of its first pair), labelled pairLabelPrefix +
+// its text, and every question2 is a query labelled like its question1 when
+// the pair is a duplicate, and notDuplicateLabel otherwise. A hit is then
+// correct exactly when the nearest stored text is the pair's own question1
+// and the pair is a duplicate; and, whatever the pair's label, when the
+// question2 is word for word a stored question1 (the same question asked
+// again: serving that entry's answer is right, and QQP has 319 such texts
+// that would otherwise count as wrong hits at similarity 1).
+func pairExamples(pairs []Pair) (warm, queries []Example) {
+	stored := make(map[string]bool, len(pairs))
+	for _, p := range pairs {
+		if !stored[p.Question1] {
+			stored[p.Question1] = true
+			warm = append(warm, Example{Text: p.Question1, Label: pairLabelPrefix + p.Question1, Line: p.Line})
+		}
+	}
+	queries = make([]Example, 0, len(pairs))
+	for _, p := range pairs {
+		var label string
+		switch {
+		case stored[p.Question2]:
+			label = pairLabelPrefix + p.Question2
+		case p.Duplicate:
+			label = pairLabelPrefix + p.Question1
+		default:
+			label = notDuplicateLabel
+		}
+		queries = append(queries, Example{Text: p.Question2, Label: label, Line: p.Line})
+	}
+	return warm, queries
+}
+
+// clincExamples returns the CLINC150 split and its oos_ counterpart. Every
+// entry of the oos_ split must carry the intent clincOOSLabel, which marks
+// it out of scope.
+func clincExamples(c *CLINC, split string) ([]Example, error) {
+	exs, err := c.Examples(split, "oos_"+split)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range c.Splits["oos_"+split] {
+		if e.Label != clincOOSLabel {
+			return nil, fmt.Errorf("%s:%d: split %q: intent %q, want %q", c.Path, e.Line, "oos_"+split, e.Label, clincOOSLabel)
+		}
+	}
+	return exs, nil
+}
+
+// runTune loads the data, embeds it with emb and computes the sweep.
+func runTune(ctx context.Context, o tuneOptions, emb embedder) (*TuneReport, error) {
+	ths, err := thresholds(o.Min, o.Max, o.Step)
+	if err != nil {
+		return nil, err
+	}
+	data, err := loadTuneData(o)
+	if err != nil {
+		return nil, err
+	}
+	wv, err := embedAll(ctx, emb, data.Warm)
 	if err != nil {
 		return nil, fmt.Errorf("embed warm set: %w", err)
 	}
-	qv, err := embedAll(ctx, emb, queries)
+	qv, err := embedAll(ctx, emb, data.Queries)
 	if err != nil {
 		return nil, fmt.Errorf("embed queries: %w", err)
 	}
 	if len(wv[0]) != len(qv[0]) {
 		return nil, fmt.Errorf("warm vectors have dimension %d, query vectors %d", len(wv[0]), len(qv[0]))
 	}
-	nn := nearestNeighbours(ctx, qv, wv)
-	if err := ctx.Err(); err != nil {
+	backend := cmp.Or(o.Backend, backendExact)
+	nn, err := nearest(ctx, backend, o, emb.Fingerprint(), qv, wv)
+	if err != nil {
 		return nil, err
 	}
-	outs := judge(warm, queries, nn, o.OOSLabel)
+	outs := judge(data.Warm, data.Queries, nn, data.OOSLabel)
 	rows := sweep(outs, ths)
 	rep := &TuneReport{
 		Embedder:        emb.Fingerprint(),
-		Warm:            o.Warm,
-		Queries:         o.Queries,
+		Backend:         backend,
+		Warm:            data.WarmSource,
+		Queries:         data.QuerySource,
+		Data:            o.Data,
 		Format:          o.Format,
-		OOSLabel:        o.OOSLabel,
+		Seed:            o.Seed,
+		OOSLabel:        data.OOSLabel,
 		TargetPrecision: o.TargetPrecision,
-		WarmCount:       len(warm),
-		QueryCount:      len(queries),
+		WarmCount:       len(data.Warm),
+		QueryCount:      len(data.Queries),
 		Rows:            rows,
 		Recommendation:  recommend(rows, o.TargetPrecision),
+	}
+	if o.Format == formatIntents && o.Data != "" {
+		rep.SplitRatio = o.SplitRatio
+	}
+	if o.Format == formatPairs {
+		rep.OOSLabel = "" // an internal label, not one of the file
 	}
 	for _, q := range outs {
 		if q.InScope {
@@ -262,6 +556,158 @@ func runTune(ctx context.Context, o tuneOptions, emb embedder) (*TuneReport, err
 		}
 	}
 	return rep, nil
+}
+
+// nearest finds every query vector's nearest warm vector with the named
+// backend. Vectors have unit length (or are zero, with similarity 0 to
+// everything).
+func nearest(ctx context.Context, backend string, o tuneOptions, fingerprint string, queries, warm [][]float32) ([]neighbour, error) {
+	switch backend {
+	case backendExact:
+		nn := nearestNeighbours(ctx, queries, warm)
+		return nn, ctx.Err()
+	case backendMemory:
+		m, err := index.NewMemory(index.MemoryConfig{
+			Dim: len(warm[0]), MaxEntries: len(warm), SweepInterval: -1,
+			HNSW: index.HNSWConfig{Seed: int64(o.Seed)},
+		})
+		if err != nil {
+			return nil, err
+		}
+		defer m.Close()
+		nn, err := storeNearest(ctx, m, queries, warm, runtime.NumCPU())
+		if err != nil {
+			return nil, fmt.Errorf("backend memory: %w", err)
+		}
+		return nn, nil
+	case backendRedis:
+		return redisNearest(ctx, o.RedisURL, fingerprint, queries, warm)
+	default:
+		return nil, usageErrorf("--backend %q is not supported (want exact, memory or redis)", backend)
+	}
+}
+
+// vectorStore is what the memory and redis backends use of an index store.
+type vectorStore interface {
+	Set(ctx context.Context, key, scope string, value []byte, vec []float32, ttl time.Duration) error
+	Search(ctx context.Context, scope string, vec []float32, k int) ([]index.Neighbor, error)
+}
+
+var (
+	_ vectorStore = (*index.Memory)(nil)
+	_ vectorStore = (*index.Redis)(nil)
+)
+
+// benchScope is the one scope every warm vector of a run is stored in.
+const benchScope = "semcache-bench"
+
+// benchTTL is the lifetime of the stored warm vectors: longer than any
+// run, and short enough that the keys of a run killed before it could
+// flush them leave Redis on their own.
+const benchTTL = time.Hour
+
+// redisWorkers is the number of concurrent KNN queries sent to Redis.
+const redisWorkers = 16
+
+// redisNearest stores the warm vectors in Redis under a fresh prefix
+// ("semcache-bench:<16 hex digits>:"), queries them and deletes everything
+// under the prefix (index.Redis.Flush) before returning, even on error or
+// cancellation.
+func redisNearest(ctx context.Context, url, fingerprint string, queries, warm [][]float32) (_ []neighbour, err error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, err
+	}
+	prefix := "semcache-bench:" + hex.EncodeToString(b[:]) + ":"
+	r, err := index.NewRedis(ctx, index.RedisConfig{URL: url, Prefix: prefix, Dim: len(warm[0]), Fingerprint: fingerprint})
+	if err != nil {
+		return nil, fmt.Errorf("backend redis: %w", err)
+	}
+	defer r.Close()
+	if err := r.Ping(ctx); err != nil {
+		return nil, fmt.Errorf("backend redis: ping: %w", err)
+	}
+	defer func() {
+		// Clean up even when ctx is cancelled, but not forever.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if _, ferr := r.Flush(fctx); ferr != nil {
+			err = errors.Join(err, fmt.Errorf("backend redis: delete the run's keys under %s: %w", prefix, ferr))
+		}
+	}()
+	if !r.Ready() {
+		return nil, fmt.Errorf("backend redis: %w: could not create %s (does the server load the RediSearch module?)", index.ErrIndexNotReady, r.IndexName())
+	}
+	nn, err := storeNearest(ctx, r, queries, warm, redisWorkers)
+	if err != nil {
+		return nil, fmt.Errorf("backend redis: %w", err)
+	}
+	return nn, nil
+}
+
+// storeNearest stores every warm vector in s (one scope, key = the warm
+// index, in warm order so that an HNSW graph is built the same way every
+// time), then asks s for each query's single nearest neighbour (k=1) on
+// workers goroutines. Zero vectors are not stored (a store refuses them)
+// and a zero query gets warm example 0 at similarity 0, as the exact
+// backend gives them; the results then differ only when every stored
+// vector has a negative similarity, where exact would pick a zero one.
+// Similarities are rounded with clampSim as in the exact backend.
+func storeNearest(ctx context.Context, s vectorStore, queries, warm [][]float32, workers int) ([]neighbour, error) {
+	stored := 0
+	for i, v := range warm {
+		if isZero(v) {
+			continue
+		}
+		if err := s.Set(ctx, strconv.Itoa(i), benchScope, nil, v, benchTTL); err != nil {
+			return nil, fmt.Errorf("store warm vector %d: %w", i, err)
+		}
+		stored++
+	}
+	out := make([]neighbour, len(queries))
+	workers = max(1, min(workers, len(queries)))
+	g, gctx := errgroup.WithContext(ctx)
+	for w := range workers {
+		g.Go(func() error {
+			for qi := w; qi < len(queries); qi += workers {
+				if err := gctx.Err(); err != nil {
+					return err
+				}
+				q := queries[qi]
+				if stored == 0 || isZero(q) {
+					out[qi] = neighbour{Index: 0, Sim: 0}
+					continue
+				}
+				res, err := s.Search(gctx, benchScope, q, 1)
+				if err != nil {
+					return fmt.Errorf("search query %d: %w", qi, err)
+				}
+				if len(res) == 0 {
+					return fmt.Errorf("search query %d: no neighbour among %d stored vectors", qi, stored)
+				}
+				wi, err := strconv.Atoi(res[0].ID)
+				if err != nil || wi < 0 || wi >= len(warm) {
+					return fmt.Errorf("search query %d: neighbour id %q is not a warm index", qi, res[0].ID)
+				}
+				out[qi] = neighbour{Index: wi, Sim: clampSim(float64(res[0].Similarity))}
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// isZero reports whether every component of v is 0.
+func isZero(v []float32) bool {
+	for _, x := range v {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // embedAll embeds the texts of exs in batches of embedBatch and returns
@@ -590,8 +1036,14 @@ func optRate(r *float64, undef string) string {
 
 // writeTuneTable writes the human-readable sweep and recommendation.
 func writeTuneTable(w io.Writer, rep *TuneReport) error {
-	fmt.Fprintf(w, "embedder %s\nwarm %s (%d examples)\nqueries %s (%d queries, %d in scope, %d with their label in the warm set)\n",
-		rep.Embedder, rep.Warm, rep.WarmCount, rep.Queries, rep.QueryCount, rep.InScope, rep.Answerable)
+	fmt.Fprintf(w, "embedder %s\nbackend %s\n", rep.Embedder, backendDescription(rep.Backend))
+	if rep.Format == formatPairs {
+		fmt.Fprintf(w, "warm %s (%d stored questions)\nqueries %s (%d pairs, %d duplicates: the recall denominator)\n",
+			rep.Warm, rep.WarmCount, rep.Queries, rep.QueryCount, rep.Answerable)
+	} else {
+		fmt.Fprintf(w, "warm %s (%d examples)\nqueries %s (%d queries, %d in scope, %d with their label in the warm set)\n",
+			rep.Warm, rep.WarmCount, rep.Queries, rep.QueryCount, rep.InScope, rep.Answerable)
+	}
 	if rep.OOSLabel != "" {
 		fmt.Fprintf(w, "out-of-scope label %s\n", rep.OOSLabel)
 	}
@@ -610,7 +1062,21 @@ func writeTuneTable(w io.Writer, rep *TuneReport) error {
 	return err
 }
 
-// writeTuneFiles writes dir/tune.csv and dir/tune.json, creating dir.
+// backendDescription names a backend for the table header.
+func backendDescription(b string) string {
+	switch b {
+	case backendExact:
+		return "exact (brute-force nearest neighbour)"
+	case backendMemory:
+		return "memory (index.Memory HNSW, k=1)"
+	case backendRedis:
+		return "redis (RediSearch HNSW, k=1)"
+	}
+	return b
+}
+
+// writeTuneFiles writes dir/tune.csv, dir/tune.json and dir/tune.png,
+// creating dir.
 func writeTuneFiles(dir string, rep *TuneReport) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -626,7 +1092,14 @@ func writeTuneFiles(dir string, rep *TuneReport) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, "tune.json"), append(js, '\n'), 0o644)
+	if err := os.WriteFile(filepath.Join(dir, "tune.json"), append(js, '\n'), 0o644); err != nil {
+		return err
+	}
+	var png bytes.Buffer
+	if err := writeTunePlot(&png, rep); err != nil {
+		return fmt.Errorf("plot: %w", err)
+	}
+	return os.WriteFile(filepath.Join(dir, "tune.png"), png.Bytes(), 0o644)
 }
 
 // writeTuneCSV writes the rows as CSV; undefined rates are empty cells.

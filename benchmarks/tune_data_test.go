@@ -11,7 +11,8 @@ import (
 
 // These tests run "bench tune" on the shared public data sets. They skip
 // unless SEMCACHE_DATA_DIR names the data folder (the one holding
-// banking77/ and hint3/), e.g.
+// banking77/, clinc150/, hint3/, bitext-customer-support/ and meancache/),
+// e.g.
 //
 //	SEMCACHE_DATA_DIR=/work/shared/data go test -run TestTune -v ./benchmarks
 
@@ -32,6 +33,29 @@ func TestTuneHINT3(t *testing.T) {
 				"--text-col", "sentence", "--label-col", "label", "--oos-label", "NO_NODES_DETECTED")
 		})
 	}
+}
+
+func TestTuneBanking77Memory(t *testing.T) {
+	dir := dataDir(t)
+	runTuneOnData(t, "tune", "--backend", "memory",
+		"--warm", filepath.Join(dir, "banking77", "train.csv"),
+		"--queries", filepath.Join(dir, "banking77", "test.csv"))
+}
+
+func TestTuneCLINC150(t *testing.T) {
+	dir := dataDir(t)
+	runTuneOnData(t, "tune", "--format", "clinc", "--data", filepath.Join(dir, "clinc150", "data_full.json"))
+}
+
+func TestTuneBitext(t *testing.T) {
+	dir := dataDir(t)
+	runTuneOnData(t, "tune", "--data", filepath.Join(dir, "bitext-customer-support", "bitext_8k_utterances.csv"),
+		"--split-ratio", "0.8", "--seed", "1", "--text-col", "utterance", "--label-col", "intent")
+}
+
+func TestTuneQQPPairs(t *testing.T) {
+	dir := dataDir(t)
+	runTuneOnData(t, "tune", "--format", "pairs", "--data", filepath.Join(dir, "meancache", "qqp_subset_val.csv"))
 }
 
 func dataDir(t *testing.T) string {

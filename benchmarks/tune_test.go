@@ -4,12 +4,21 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/semcache/semcache/index"
+	"github.com/semcache/semcache/index/redistest"
 )
 
 func TestThresholds(t *testing.T) {
@@ -323,10 +332,36 @@ func TestMainUsageErrors(t *testing.T) {
 		wantErr  string
 	}{
 		{"no command", nil, 2, "usage: semcache bench"},
-		{"unknown command", []string{"load"}, 2, `unknown command "load"`},
+		{"unknown command", []string{"frobnicate"}, 2, `unknown command "frobnicate"`},
 		{"tune without --warm", []string{"tune", "--queries", "q.csv"}, 2, "--warm is required"},
-		{"tune with another format", []string{"tune", "--warm", "w", "--queries", "q", "--format", "clinc"}, 2, `--format "clinc" is not yet supported`},
-		{"tune with the openai embedder", []string{"tune", "--warm", "w", "--queries", "q", "--embedder", "openai"}, 2, `--embedder "openai" is not yet supported`},
+		{"tune with an unknown format", []string{"tune", "--warm", "w", "--queries", "q", "--format", "qa"}, 2, `--format "qa" is not supported`},
+		{"tune clinc with --warm", []string{"tune", "--warm", "w", "--queries", "q", "--format", "clinc"}, 2, "--format clinc reads one --data FILE"},
+		{"tune pairs without --data", []string{"tune", "--format", "pairs"}, 2, "--format pairs needs --data FILE"},
+		{"tune pairs with --text-col", []string{"tune", "--format", "pairs", "--data", "d", "--text-col", "q"}, 2, "--text-col does not apply to --format pairs"},
+		{"tune clinc with --oos-label", []string{"tune", "--format", "clinc", "--data", "d", "--oos-label", "x"}, 2, "--oos-label does not apply to --format clinc"},
+		{"tune clinc with a bad split", []string{"tune", "--format", "clinc", "--data", "d", "--warm-split", "dev"}, 2, `clinc split "dev"`},
+		{"tune clinc with equal splits", []string{"tune", "--format", "clinc", "--data", "d", "--query-split", "train"}, 2, "are both \"train\""},
+		{"tune intents with --warm-split", []string{"tune", "--warm", "w", "--queries", "q", "--warm-split", "val"}, 2, "--warm-split does not apply to --format intents"},
+		{"tune with --data and --warm", []string{"tune", "--data", "d", "--warm", "w"}, 2, "--data and --warm/--queries are alternatives"},
+		{"tune with a bad split ratio", []string{"tune", "--data", "d", "--split-ratio", "1"}, 2, "--split-ratio must be in (0, 1)"},
+		{"tune with --split-ratio but no --data", []string{"tune", "--warm", "w", "--queries", "q", "--split-ratio", "0.5"}, 2, "--split-ratio applies only to --data"},
+		{"tune with a negative seed", []string{"tune", "--data", "d", "--seed", "-1"}, 2, "invalid value"},
+		{"tune with an unknown backend", []string{"tune", "--warm", "w", "--queries", "q", "--backend", "faiss"}, 2, `--backend "faiss" is not supported`},
+		{"tune redis without --redis-url", []string{"tune", "--warm", "w", "--queries", "q", "--backend", "redis"}, 2, "--backend redis needs --redis-url"},
+		{"tune memory with --redis-url", []string{"tune", "--warm", "w", "--queries", "q", "--redis-url", "redis://x"}, 2, "--redis-url applies only to --backend redis"},
+		{"tune with an unknown embedder", []string{"tune", "--warm", "w", "--queries", "q", "--embedder", "bert"}, 2, `--embedder "bert" is not supported`},
+		{"tune openai without --embedder-dim", []string{"tune", "--warm", "w", "--queries", "q", "--embedder", "openai", "--embedder-url", "http://127.0.0.1:1/v1", "--embedder-model", "m"}, 2, "--embedder openai needs --embedder-dim"},
+		{"tune openai without --embedder-url", []string{"tune", "--warm", "w", "--queries", "q", "--embedder", "openai", "--embedder-dim", "8"}, 2, "--embedder openai needs --embedder-url"},
+		{"tune openai without --embedder-model", []string{"tune", "--warm", "w", "--queries", "q", "--embedder", "openai", "--embedder-dim", "8", "--embedder-url", "http://127.0.0.1:1/v1"}, 2, "--embedder openai needs --embedder-model"},
+		{"tune openai with a bad url", []string{"tune", "--warm", "w", "--queries", "q", "--embedder", "openai", "--embedder-dim", "8", "--embedder-url", "localhost:1", "--embedder-model", "m"}, 2, "must be an absolute http(s) URL"},
+		{"tune local with --embedder-url", []string{"tune", "--warm", "w", "--queries", "q", "--embedder-url", "http://127.0.0.1:1/v1"}, 2, "apply only to --embedder openai"},
+		{"tune with a bad dimension", []string{"tune", "--warm", "w", "--queries", "q", "--embedder-dim", "0"}, 2, "--embedder-dim must be > 0"},
+		{"tune with a missing pairs file", []string{"tune", "--format", "pairs", "--data", "testdata/nope.csv"}, 1, "no such file"},
+		{"tune with a malformed pairs file", []string{"tune", "--format", "pairs", "--data", "testdata/bad_pairs_label.csv"}, 1, "bad_pairs_label.csv:3:"},
+		{"tune with a malformed clinc file", []string{"tune", "--format", "clinc", "--data", "testdata/bad_clinc_entry.json"}, 1, "bad_clinc_entry.json:4:"},
+		{"tune clinc whose oos split has another intent", []string{"tune", "--format", "clinc", "--data", "testdata/bad_clinc_oosintent.json"}, 1, `bad_clinc_oosintent.json:6: split "oos_test": intent "music"`},
+		{"tune clinc without the val split", []string{"tune", "--format", "clinc", "--data", "testdata/bad_clinc_oosintent.json", "--warm-split", "val"}, 1, `no split "val"`},
+		{"tune split too small for the ratio", []string{"tune", "--data", "testdata/bom.csv"}, 1, "both sides must be non-empty"},
 		{"tune with a bad sweep", []string{"tune", "--warm", "w", "--queries", "q", "--min", "0.9", "--max", "0.8"}, 2, "is above --max"},
 		{"tune with a bad target", []string{"tune", "--warm", "w", "--queries", "q", "--target-precision", "1.5"}, 2, "--target-precision must be in (0, 1]"},
 		{"unknown flag", []string{"tune", "--nope"}, 2, "flag provided but not defined"},
@@ -347,5 +382,278 @@ func TestMainUsageErrors(t *testing.T) {
 				t.Errorf("stderr does not contain %q:\n%s", tt.wantErr, stderr.String())
 			}
 		})
+	}
+}
+
+func TestPairExamples(t *testing.T) {
+	pairs, err := LoadPairs(filepath.Join("testdata", "pairs.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	warm, queries := pairExamples(pairs)
+	const reset = "How do I reset my password?"
+	wantWarm := []Example{
+		{Text: reset, Label: pairLabelPrefix + reset, Line: 2},
+		{Text: "What is the capital of France, really?", Label: pairLabelPrefix + "What is the capital of France, really?", Line: 3},
+		{Text: "Is Go a good language?", Label: pairLabelPrefix + "Is Go a good language?", Line: 5},
+		{Text: "Where is my card?", Label: pairLabelPrefix + "Where is my card?", Line: 6},
+	}
+	if !reflect.DeepEqual(warm, wantWarm) {
+		t.Errorf("warm:\n got %+v\nwant %+v (question1 deduplicated by text)", warm, wantWarm)
+	}
+	wantLabels := []string{pairLabelPrefix + reset, pairLabelPrefix + "What is the capital of France, really?",
+		pairLabelPrefix + reset, notDuplicateLabel, pairLabelPrefix + "Where is my card?"}
+	for i, q := range queries {
+		if q.Text != pairs[i].Question2 || q.Label != wantLabels[i] || q.Line != pairs[i].Line {
+			t.Errorf("query %d = %+v, want question2 %q labelled %q on line %d", i, q, pairs[i].Question2, wantLabels[i], pairs[i].Line)
+		}
+	}
+}
+
+// pairsEmbedder places the texts of testdata/pairs.csv so that each
+// question2's nearest stored question1 and its similarity are known.
+var pairsEmbedder = mapEmbedder{
+	"How do I reset my password?":            {1, 0, 0, 0},
+	"What is the capital of France, really?": {0, 1, 0, 0},
+	"Is Go a good language?":                 {0, 0, 1, 0},
+	"Where is my card?":                      {0, 0, 0, 1},
+	"How can I reset my password?":           {0.96, 0.28, 0, 0}, // own question1 at 0.96: correct
+	"What is France's capital?":              {0, 0.6, 0, 0.8},   // another question1 at 0.8: wrong
+	"I forgot my password":                   {0.8, 0, 0.6, 0},   // the same text as its question1 (row 1's entry) at 0.8: correct
+	"Is Rust a good language?":               {0, 0, 0.96, 0.28}, // own question1 at 0.96, but not a duplicate: wrong
+	"Card not arrived":                       {0, 0, 0.6, 0.8},   // own question1 at 0.8: correct
+}
+
+func TestRunTunePairs(t *testing.T) {
+	o := tuneOptions{Data: filepath.Join("testdata", "pairs.csv"), Format: formatPairs, TextCol: "text", LabelCol: "category",
+		Min: 0.8, Max: 1, Step: 0.1, TargetPrecision: 0.5}
+	rep, err := runTune(context.Background(), o, pairsEmbedder)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.WarmCount != 4 || rep.QueryCount != 5 || rep.InScope != 4 || rep.Answerable != 4 || rep.OOSLabel != "" || rep.Backend != backendExact {
+		t.Fatalf("report: %+v", rep)
+	}
+	assertRow(t, rep.Rows[0], TuneRow{Threshold: 0.8, Hits: 5, CorrectHits: 3, HitRate: 1, Precision: p(3.0 / 5),
+		Recall: p(3.0 / 4), F1: p(6.0 / 9), FalseHitRate: 2.0 / 5, InScopeMissRate: p(0)})
+	assertRow(t, rep.Rows[1], TuneRow{Threshold: 0.9, Hits: 2, CorrectHits: 1, HitRate: 2.0 / 5, Precision: p(1.0 / 2),
+		Recall: p(1.0 / 4), F1: p(2.0 / 6), FalseHitRate: 1.0 / 5, InScopeMissRate: p(3.0 / 4)})
+	assertRow(t, rep.Rows[2], TuneRow{Threshold: 1, Hits: 0, CorrectHits: 0, HitRate: 0, Precision: nil,
+		Recall: p(0), F1: p(0), FalseHitRate: 0, InScopeMissRate: p(1)})
+	if r := rep.Recommendation; !r.Found || r.Row.Threshold != 0.8 {
+		t.Errorf("recommendation %+v, want 0.80", r)
+	}
+	var table bytes.Buffer
+	if err := writeTuneTable(&table, rep); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"backend exact", "(4 stored questions)", "(5 pairs, 4 duplicates: the recall denominator)"} {
+		if !strings.Contains(table.String(), s) {
+			t.Errorf("table does not contain %q:\n%s", s, table.String())
+		}
+	}
+}
+
+// clincEmbedder places the texts of testdata/clinc.json.
+var clincEmbedder = mapEmbedder{
+	"what is my balance":          {1, 0, 0},
+	"book a flight to paris":      {0, 1, 0},
+	"what is the meaning of life": {0, 0, 1},       // oos_train
+	"tell me my balance":          {0.96, 0.28, 0}, // balance at 0.96: correct
+	"fly me to rome":              {0.6, 0.8, 0},   // book_flight at 0.8: correct
+	"who won the game":            {0, 0.28, 0.96}, // out of scope, the stored oos query at 0.96: wrong
+	"play jazz":                   {0.8, 0, 0.6},   // out of scope, balance at 0.8: wrong
+	"how much money do i have":    {1, 0, 0},       // val
+	"sing a song":                 {0, 0, 1},       // oos_val
+}
+
+func TestRunTuneCLINC(t *testing.T) {
+	o := tuneOptions{Data: filepath.Join("testdata", "clinc.json"), Format: formatCLINC, WarmSplit: "train", QuerySplit: "test",
+		TextCol: "text", LabelCol: "category", Min: 0.8, Max: 1, Step: 0.1, TargetPrecision: 0.99}
+	rep, err := runTune(context.Background(), o, clincEmbedder)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.WarmCount != 3 || rep.QueryCount != 4 || rep.InScope != 2 || rep.Answerable != 2 || rep.OOSLabel != "oos" {
+		t.Fatalf("report: %+v", rep)
+	}
+	if !strings.HasSuffix(rep.Warm, "clinc.json: train + oos_train") || !strings.HasSuffix(rep.Queries, "clinc.json: test + oos_test") {
+		t.Errorf("sources %q, %q", rep.Warm, rep.Queries)
+	}
+	assertRow(t, rep.Rows[0], TuneRow{Threshold: 0.8, Hits: 4, CorrectHits: 2, HitRate: 1, Precision: p(0.5),
+		Recall: p(1), F1: p(4.0 / 6), FalseHitRate: 0.5, InScopeMissRate: p(0)})
+	assertRow(t, rep.Rows[1], TuneRow{Threshold: 0.9, Hits: 2, CorrectHits: 1, HitRate: 0.5, Precision: p(0.5),
+		Recall: p(0.5), F1: p(2.0 / 4), FalseHitRate: 0.25, InScopeMissRate: p(0.5)})
+
+	// Warm from val: "how much money do i have" answers the balance query
+	// at 0.96 and "play jazz" at 0.8; "sing a song" is the oos_val entry.
+	o.WarmSplit = "val"
+	rep, err = runTune(context.Background(), o, clincEmbedder)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.WarmCount != 2 || rep.Answerable != 1 {
+		t.Fatalf("val warm: %+v", rep)
+	}
+	assertRow(t, rep.Rows[1], TuneRow{Threshold: 0.9, Hits: 2, CorrectHits: 1, HitRate: 0.5, Precision: p(0.5),
+		Recall: p(1), F1: p(2.0 / 3), FalseHitRate: 0.25, InScopeMissRate: p(0.5)})
+}
+
+func TestRunTuneSplitRatio(t *testing.T) {
+	dir := t.TempDir()
+	var b strings.Builder
+	b.WriteString("text,category\n")
+	for i := range 20 {
+		fmt.Fprintf(&b, "t%d,L%d\n", i, i%4)
+	}
+	data := writeFile(t, dir, "all.csv", b.String())
+	emb := mapEmbedder{}
+	for i := range 20 {
+		v := make([]float32, 4)
+		v[i%4] = 1
+		v[(i+1)%4] = float32(i) / 40 // distinct, same label nearest
+		emb[fmt.Sprintf("t%d", i)] = v
+	}
+	run := func(seed uint64) *TuneReport {
+		t.Helper()
+		o := tuneOptions{Data: data, Format: formatIntents, TextCol: "text", LabelCol: "category", SplitRatio: 0.75, Seed: seed,
+			Min: 0.5, Max: 1, Step: 0.05, TargetPrecision: 0.99}
+		rep, err := runTune(context.Background(), o, emb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	rep := run(7)
+	if rep.WarmCount != 15 || rep.QueryCount != 5 || rep.SplitRatio != 0.75 || rep.Seed != 7 || rep.Data != data {
+		t.Fatalf("report: %+v", rep)
+	}
+	if !strings.Contains(rep.Warm, "15 of 20 rows (split 0.75, seed 7)") || !strings.Contains(rep.Queries, "the other 5 rows") {
+		t.Errorf("sources %q, %q", rep.Warm, rep.Queries)
+	}
+	again := run(7)
+	if !reflect.DeepEqual(rep, again) {
+		t.Errorf("seed 7 twice gave different reports:\n%+v\n%+v", rep, again)
+	}
+}
+
+// randomUnitVectors returns n seeded random unit vectors of length dim.
+func randomUnitVectors(n, dim int, seed uint64) [][]float32 {
+	rng := rand.New(rand.NewPCG(seed, 3))
+	out := make([][]float32, n)
+	for i := range out {
+		v := make([]float32, dim)
+		for j := range v {
+			v[j] = float32(rng.NormFloat64())
+		}
+		out[i] = normalised(v)
+	}
+	return out
+}
+
+func TestMemoryBackendAgreesWithExact(t *testing.T) {
+	warm := randomUnitVectors(500, 32, 1)
+	var queries [][]float32
+	for i, w := range warm[:200] { // near copies of warm vectors, plus unrelated ones
+		q := slices.Clone(w)
+		q[i%32] += 0.3
+		queries = append(queries, normalised(q))
+	}
+	queries = append(queries, randomUnitVectors(50, 32, 2)...)
+	queries = append(queries, make([]float32, 32)) // zero query
+	warm = append(warm, make([]float32, 32))       // zero warm vector, never stored
+	ctx := context.Background()
+	exact, err := nearest(ctx, backendExact, tuneOptions{}, "fake", queries, warm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, seed := range []uint64{1, 2} {
+		mem, err := nearest(ctx, backendMemory, tuneOptions{Seed: seed}, "fake", queries, warm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range exact {
+			if mem[i].Index != exact[i].Index || math.Abs(mem[i].Sim-exact[i].Sim) > 2e-6 {
+				t.Errorf("seed %d, query %d: memory %+v, exact %+v", seed, i, mem[i], exact[i])
+			}
+		}
+		again, _ := nearest(ctx, backendMemory, tuneOptions{Seed: seed}, "fake", queries, warm)
+		if !reflect.DeepEqual(mem, again) {
+			t.Errorf("seed %d: two memory runs differ", seed)
+		}
+	}
+}
+
+func TestRunTuneMemoryBackend(t *testing.T) {
+	o := tuneOptions{Data: filepath.Join("testdata", "clinc.json"), Format: formatCLINC, WarmSplit: "train", QuerySplit: "test",
+		TextCol: "text", LabelCol: "category", Min: 0.8, Max: 1, Step: 0.1, TargetPrecision: 0.99, Seed: 1}
+	want, err := runTune(context.Background(), o, clincEmbedder)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Backend = backendMemory
+	got, err := runTune(context.Background(), o, clincEmbedder)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Backend != backendMemory {
+		t.Errorf("Backend = %q", got.Backend)
+	}
+	if !reflect.DeepEqual(got.Rows, want.Rows) {
+		t.Errorf("memory rows differ from exact:\n got %s\nwant %s", rowsString(got.Rows), rowsString(want.Rows))
+	}
+}
+
+func rowsString(rows []TuneRow) string {
+	var b strings.Builder
+	for _, r := range rows {
+		fmt.Fprintf(&b, "\n  %v: %s", r.Threshold, rowString(r))
+	}
+	return b.String()
+}
+
+func TestRunTuneRedisBackend(t *testing.T) {
+	srv := redistest.StartSearch(t)
+	o := tuneOptions{Data: filepath.Join("testdata", "clinc.json"), Format: formatCLINC, WarmSplit: "train", QuerySplit: "test",
+		TextCol: "text", LabelCol: "category", Min: 0.8, Max: 1, Step: 0.1, TargetPrecision: 0.99}
+	want, err := runTune(context.Background(), o, clincEmbedder)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Data of someone else in the same database must survive the run.
+	rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", srv.Port)})
+	t.Cleanup(func() { rdb.Close() })
+	ctx := context.Background()
+	if err := rdb.Set(ctx, "other:key", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	o.Backend, o.RedisURL = backendRedis, srv.URL()
+	got, err := runTune(ctx, o, clincEmbedder)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Backend != backendRedis || !reflect.DeepEqual(got.Rows, want.Rows) {
+		t.Errorf("redis (%s) rows differ from exact:\n got %s\nwant %s", got.Backend, rowsString(got.Rows), rowsString(want.Rows))
+	}
+	keys, err := rdb.Keys(ctx, "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(keys, []string{"other:key"}) {
+		t.Errorf("keys after the run: %q, want only other:key", keys)
+	}
+	if names, err := rdb.FT_List(ctx).Result(); err != nil || len(names) != 0 {
+		t.Errorf("indexes after the run: %q (%v), want none", names, err)
+	}
+}
+
+func TestRunTuneRedisBackendWithoutSearchModule(t *testing.T) {
+	srv := redistest.Start(t)
+	o := tuneOptions{Data: filepath.Join("testdata", "clinc.json"), Format: formatCLINC, WarmSplit: "train", QuerySplit: "test",
+		TextCol: "text", LabelCol: "category", Min: 0.8, Max: 1, Step: 0.1, TargetPrecision: 0.99,
+		Backend: backendRedis, RedisURL: srv.URL()}
+	_, err := runTune(context.Background(), o, clincEmbedder)
+	if !errors.Is(err, index.ErrIndexNotReady) || !strings.Contains(err.Error(), "RediSearch module") {
+		t.Errorf("got %v, want ErrIndexNotReady asking for the RediSearch module", err)
 	}
 }

@@ -8,12 +8,20 @@ import (
 )
 
 const (
-	benchDim      = 384 // all-MiniLM-L6-v2 and similar sentence encoders
-	benchQueries  = 200 // queries used for the recall metrics
+	benchDim      = 384  // all-MiniLM-L6-v2 and similar sentence encoders
+	benchDimLarge = 1536 // OpenAI text-embedding-3-small
+	benchQueries  = 200  // queries used for the recall metrics
 	benchClusters = 100
 )
 
 var benchSizes = []int{10_000, 20_000, 100_000}
+
+// benchSizesLarge are the sizes searched at benchDimLarge. 100,000 is left
+// out on purpose: on a 2-core machine the 10,000-vector 1536-d graph takes
+// about 25 s to build and the 100,000-vector 384-d one about 2.5 minutes,
+// so 100,000 at 1536-d (four times the work per distance) would take about
+// 10 minutes per data kind, far over the ~3 minutes a fixture may take.
+var benchSizesLarge = []int{10_000}
 
 // benchData is a data set with its queries: perturbed copies (cosine ~0.89)
 // of randomly chosen stored vectors.
@@ -22,14 +30,14 @@ type benchData struct {
 	queries [][]float32
 }
 
-func makeBenchData(kind string, n int) benchData {
+func makeBenchData(kind string, n, dim int) benchData {
 	rng := rand.New(rand.NewPCG(uint64(n), 7))
 	var vecs [][]float32
 	switch kind {
 	case "random":
-		vecs = randomVectors(rng, n, benchDim)
+		vecs = randomVectors(rng, n, dim)
 	case "clustered":
-		vecs = clusteredVectors(rng, n, benchDim, benchClusters)
+		vecs = clusteredVectors(rng, n, dim, benchClusters)
 	default:
 		panic("unknown data kind " + kind)
 	}
@@ -54,18 +62,18 @@ var (
 	benchFixtures = map[string]*benchFixture{}
 )
 
-func getBenchFixture(b *testing.B, kind string, n int) *benchFixture {
+func getBenchFixture(b *testing.B, kind string, n, dim int) *benchFixture {
 	b.Helper()
 	benchMu.Lock()
 	defer benchMu.Unlock()
-	key := fmt.Sprintf("%s/%d", kind, n)
+	key := fmt.Sprintf("%s/%d/%d", kind, n, dim)
 	if fx, ok := benchFixtures[key]; ok {
 		return fx
 	}
 	fx := &benchFixture{
-		data:  makeBenchData(kind, n),
-		hnsw:  newTestHNSW(b, HNSWConfig{Dim: benchDim}),
-		exact: newTestFlat(b, benchDim),
+		data:  makeBenchData(kind, n, dim),
+		hnsw:  newTestHNSW(b, HNSWConfig{Dim: dim}),
+		exact: newTestFlat(b, dim),
 	}
 	for i, v := range fx.data.vecs {
 		mustAdd(b, fx.hnsw, vecID(i), v)
@@ -78,25 +86,37 @@ func getBenchFixture(b *testing.B, kind string, n int) *benchFixture {
 // BenchmarkHNSWSearch measures k=1 search latency (ns/op) at the default
 // EfSearch and reports recall@1 and recall@10 against Flat over
 // benchQueries perturbed-copy queries, computed outside the timed loop.
+// Sub-benchmarks n=N/kind are 384-d; dim=1536/n=N/kind are 1536-d.
 func BenchmarkHNSWSearch(b *testing.B) {
 	for _, n := range benchSizes {
 		for _, kind := range []string{"random", "clustered"} {
 			b.Run(fmt.Sprintf("n=%d/%s", n, kind), func(b *testing.B) {
-				fx := getBenchFixture(b, kind, n)
-				r1, r10 := recall(b, fx.hnsw, fx.exact, fx.data.queries, 10)
-				b.ReportAllocs()
-				i := 0
-				for b.Loop() {
-					if _, err := fx.hnsw.Search(fx.data.queries[i%len(fx.data.queries)], 1); err != nil {
-						b.Fatal(err)
-					}
-					i++
-				}
-				b.ReportMetric(r1, "recall@1")
-				b.ReportMetric(r10, "recall@10")
+				benchHNSWSearch(b, kind, n, benchDim)
 			})
 		}
 	}
+	for _, n := range benchSizesLarge {
+		for _, kind := range []string{"random", "clustered"} {
+			b.Run(fmt.Sprintf("dim=%d/n=%d/%s", benchDimLarge, n, kind), func(b *testing.B) {
+				benchHNSWSearch(b, kind, n, benchDimLarge)
+			})
+		}
+	}
+}
+
+func benchHNSWSearch(b *testing.B, kind string, n, dim int) {
+	fx := getBenchFixture(b, kind, n, dim)
+	r1, r10 := recall(b, fx.hnsw, fx.exact, fx.data.queries, 10)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, err := fx.hnsw.Search(fx.data.queries[i%len(fx.data.queries)], 1); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+	b.ReportMetric(r1, "recall@1")
+	b.ReportMetric(r10, "recall@10")
 }
 
 // BenchmarkHNSWAdd measures inserting 384-d random vectors into a graph that
@@ -124,7 +144,7 @@ func BenchmarkHNSWAdd(b *testing.B) {
 func BenchmarkFlatSearch(b *testing.B) {
 	for _, n := range benchSizes {
 		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
-			data := makeBenchData("random", n)
+			data := makeBenchData("random", n, benchDim)
 			f := newTestFlat(b, benchDim)
 			for i, v := range data.vecs {
 				mustAdd(b, f, vecID(i), v)
@@ -147,7 +167,7 @@ func BenchmarkFlatSearch(b *testing.B) {
 func BenchmarkHNSWSearchEf(b *testing.B) {
 	for _, ef := range []int{64, 128, 256} {
 		b.Run(fmt.Sprintf("n=100000/random/ef=%d", ef), func(b *testing.B) {
-			fx := getBenchFixture(b, "random", 100_000)
+			fx := getBenchFixture(b, "random", 100_000, benchDim)
 			hits := 0
 			for _, q := range fx.data.queries {
 				got := mustSearchEf(b, fx.hnsw, q, 1, ef)

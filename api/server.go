@@ -55,6 +55,8 @@ type Config struct {
 	// MaxBodyBytes bounds request bodies; larger ones get 413. 0 means
 	// 4 MiB.
 	MaxBodyBytes int64
+	// MaxTTL bounds the per-request X-Semcache-TTL. 0 means 24 hours.
+	MaxTTL time.Duration
 	// HTTPClient calls the upstream. nil means a client with no overall
 	// timeout (the cache bounds each call with its UpstreamTimeout, and
 	// streams may run long).
@@ -93,6 +95,12 @@ func New(cfg Config, cache *semantic.Cache) (*Server, error) {
 	}
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 4 << 20
+	}
+	if cfg.MaxTTL < 0 {
+		return nil, fmt.Errorf("api: MaxTTL %v: must not be negative", cfg.MaxTTL)
+	}
+	if cfg.MaxTTL == 0 {
+		cfg.MaxTTL = 24 * time.Hour
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -217,11 +225,15 @@ func (s *Server) chatCompletions(c echo.Context) error {
 		}
 		return badRequest("unreadable_body", "could not read request body")
 	}
-	id, rq, err := semantic.Identify(body, s.tenant(req.Header), "", s.cache.Normalization())
+	ctl, err := s.parseControls(req.Header)
+	if err != nil {
+		return err
+	}
+	id, rq, err := semantic.Identify(body, s.tenant(req.Header), ctl.namespace, s.cache.Normalization())
 	if err != nil {
 		return badRequest("invalid_request", err.Error())
 	}
-	if rq.Stream || !rq.Cacheable {
+	if rq.Stream || !rq.Cacheable || ctl.opts.Mode == semantic.ModeOff {
 		// Streaming is relayed as is until stream caching exists; a
 		// request whose last message is not a user message has no prompt
 		// to cache.
@@ -229,7 +241,7 @@ func (s *Server) chatCompletions(c echo.Context) error {
 	}
 
 	header := req.Header.Clone()
-	res, err := s.cache.Do(req.Context(), id, func(ctx context.Context) (semantic.Upstream, error) {
+	res, err := s.cache.DoWith(req.Context(), id, ctl.opts, func(ctx context.Context) (semantic.Upstream, error) {
 		return s.fetch(ctx, header, body)
 	})
 	h := c.Response().Header()
@@ -251,6 +263,9 @@ func (s *Server) chatCompletions(c echo.Context) error {
 		}
 	}
 	h.Set(HeaderStatus, string(res.Outcome))
+	if ctl.thresholdAsked {
+		h.Set(HeaderThreshold, strconv.FormatFloat(s.cache.EffectiveThreshold(ctl.opts.Threshold), 'f', -1, 64))
+	}
 	if res.Outcome == semantic.Hit || res.Stored {
 		h.Set(HeaderKey, res.Key)
 	}

@@ -142,6 +142,12 @@ func (p *proxy) do(t *testing.T, method, path, key, body string) reply {
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
+	return p.send(t, req)
+}
+
+// send sends req and reads the whole reply.
+func (p *proxy) send(t *testing.T, req *http.Request) reply {
+	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

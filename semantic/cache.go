@@ -230,16 +230,24 @@ type Entry struct {
 // counted, and the request goes upstream: the cache fails open. Do returns an
 // error only when fetch does.
 func (c *Cache) Do(ctx context.Context, id Identity, fetch FetchFunc) (Result, error) {
+	return c.DoWith(ctx, id, Options{}, fetch)
+}
+
+// DoWith is Do with per-request options (see Options). Requests with the
+// same key but different options never share a single flight.
+func (c *Cache) DoWith(ctx context.Context, id Identity, o Options, fetch FetchFunc) (Result, error) {
 	c.stats.Requests.Add(1)
-	if r, ok := c.exact(ctx, id); ok {
-		return r, nil
+	if !o.SkipLookup {
+		if r, ok := c.exact(ctx, id, o); ok {
+			return r, nil
+		}
 	}
-	ch := c.flight.DoChan(id.Key, func() (any, error) {
+	ch := c.flight.DoChan(id.Key+o.flightSuffix(), func() (any, error) {
 		// The shared work must not die with the first client: detach it
 		// and bound it by its own timeout.
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.UpstreamTimeout)
 		defer cancel()
-		return c.lookupOrFetch(fctx, id, fetch)
+		return c.lookupOrFetch(fctx, id, o, fetch)
 	})
 	select {
 	case <-ctx.Done():
@@ -258,8 +266,8 @@ func (c *Cache) Do(ctx context.Context, id Identity, fetch FetchFunc) (Result, e
 }
 
 // exact serves an exact-tier hit, counting it.
-func (c *Cache) exact(ctx context.Context, id Identity) (Result, bool) {
-	r, ok := c.getEntry(ctx, id.Key)
+func (c *Cache) exact(ctx context.Context, id Identity, o Options) (Result, bool) {
+	r, ok := c.getEntry(ctx, id.Key, o)
 	if !ok {
 		return Result{}, false
 	}
@@ -269,8 +277,8 @@ func (c *Cache) exact(ctx context.Context, id Identity) (Result, bool) {
 }
 
 // getEntry loads and decodes an entry; a store or decoding failure is logged
-// and reported as a miss.
-func (c *Cache) getEntry(ctx context.Context, key string) (Result, bool) {
+// and reported as a miss, and so is an entry older than o.MaxAge.
+func (c *Cache) getEntry(ctx context.Context, key string, o Options) (Result, bool) {
 	raw, ok, err := c.store.Get(ctx, key)
 	if err != nil {
 		c.stats.LookupErrors.Add(1)
@@ -290,6 +298,9 @@ func (c *Cache) getEntry(ctx context.Context, key string) (Result, bool) {
 	if age < 0 {
 		age = 0
 	}
+	if o.MaxAge > 0 && age > o.MaxAge {
+		return Result{}, false
+	}
 	return Result{
 		Outcome:  Hit,
 		Key:      e.Key,
@@ -300,18 +311,23 @@ func (c *Cache) getEntry(ctx context.Context, key string) (Result, bool) {
 }
 
 // lookupOrFetch runs inside the single flight of id.Key.
-func (c *Cache) lookupOrFetch(ctx context.Context, id Identity, fetch FetchFunc) (Result, error) {
-	// Re-check inside the flight: a flight that finished just before this
-	// one started has stored the answer.
-	if r, ok := c.getEntry(ctx, id.Key); ok {
-		r.Tier = TierExact
-		return r, nil
+func (c *Cache) lookupOrFetch(ctx context.Context, id Identity, o Options, fetch FetchFunc) (Result, error) {
+	if !o.SkipLookup {
+		// Re-check inside the flight: a flight that finished just before
+		// this one started has stored the answer.
+		if r, ok := c.getEntry(ctx, id.Key, o); ok {
+			r.Tier = TierExact
+			return r, nil
+		}
 	}
 	var vec []float32
-	if id.Semantic {
+	if id.Semantic && (!o.NoStore || (o.Mode != ModeExact && !o.SkipLookup)) {
+		// Embed for the semantic lookup and for the vector stored with the
+		// answer (an exact-mode request still makes its entry findable by
+		// later semantic requests).
 		var r Result
 		var ok bool
-		vec, r, ok = c.semantic(ctx, id)
+		vec, r, ok = c.semantic(ctx, id, o)
 		if ok {
 			return r, nil
 		}
@@ -337,7 +353,13 @@ func (c *Cache) lookupOrFetch(ctx context.Context, id Identity, fetch FetchFunc)
 			PromptTokens:     usage.PromptTokens,
 			CompletionTokens: usage.CompletionTokens,
 		}
-		if err := c.put(ctx, e, vec); err != nil {
+		ttl := c.cfg.TTL
+		if o.TTL > 0 {
+			ttl = o.TTL
+		}
+		if o.NoStore {
+			// the client asked for no copy to be kept
+		} else if err := c.put(ctx, e, vec, ttl); err != nil {
 			c.stats.StoreErrors.Add(1)
 			c.faults.warn("cache store failed", "key", id.Key, "err", err)
 		} else {
@@ -349,7 +371,7 @@ func (c *Cache) lookupOrFetch(ctx context.Context, id Identity, fetch FetchFunc)
 
 // semantic embeds the prompt and searches its scope. It returns the vector
 // (nil when embedding failed) for the store that may follow.
-func (c *Cache) semantic(ctx context.Context, id Identity) ([]float32, Result, bool) {
+func (c *Cache) semantic(ctx context.Context, id Identity, o Options) ([]float32, Result, bool) {
 	vecs, err := c.emb.Embed(ctx, []string{id.Prompt})
 	if err == nil && len(vecs) != 1 {
 		err = fmt.Errorf("embedder returned %d vectors for 1 text", len(vecs))
@@ -360,6 +382,10 @@ func (c *Cache) semantic(ctx context.Context, id Identity) ([]float32, Result, b
 		return nil, Result{}, false
 	}
 	vec := vecs[0]
+	if o.SkipLookup || o.Mode == ModeExact {
+		return vec, Result{}, false
+	}
+	threshold := c.EffectiveThreshold(o.Threshold)
 	nn, err := c.store.Search(ctx, id.Scope, vec, c.cfg.TopK)
 	if err != nil {
 		c.stats.LookupErrors.Add(1)
@@ -367,10 +393,10 @@ func (c *Cache) semantic(ctx context.Context, id Identity) ([]float32, Result, b
 		return vec, Result{}, false
 	}
 	for _, n := range nn {
-		if !c.Accept(float64(n.Similarity)) {
+		if !accept(float64(n.Similarity), threshold) {
 			break // best first: nothing further can pass
 		}
-		r, ok := c.getEntry(ctx, n.ID)
+		r, ok := c.getEntry(ctx, n.ID, o)
 		if !ok {
 			continue // expired between search and get
 		}
@@ -383,16 +409,24 @@ func (c *Cache) semantic(ctx context.Context, id Identity) ([]float32, Result, b
 
 // Accept reports whether a neighbour at cosine similarity sim (in [-1, 1])
 // may be served: sim >= Threshold, with a 1e-6 float32 tolerance.
-func (c *Cache) Accept(sim float64) bool {
-	return sim+similarityTolerance >= c.cfg.Threshold
+func (c *Cache) Accept(sim float64) bool { return accept(sim, c.cfg.Threshold) }
+
+func accept(sim, threshold float64) bool { return sim+similarityTolerance >= threshold }
+
+// EffectiveThreshold returns the threshold a request asking for requested
+// gets: the stricter of requested and the configured Threshold. A request
+// can only tighten matching, never loosen it; 0 (not asked) means the
+// configured value.
+func (c *Cache) EffectiveThreshold(requested float64) float64 {
+	return max(requested, c.cfg.Threshold)
 }
 
-func (c *Cache) put(ctx context.Context, e Entry, vec []float32) error {
+func (c *Cache) put(ctx context.Context, e Entry, vec []float32, ttl time.Duration) error {
 	raw, err := json.Marshal(e)
 	if err != nil {
 		return fmt.Errorf("encode entry: %w", err)
 	}
-	return c.store.Set(ctx, e.Key, e.Scope, raw, vec, c.cfg.TTL)
+	return c.store.Set(ctx, e.Key, e.Scope, raw, vec, ttl)
 }
 
 // Delete removes one entry by key (the X-Semcache-Key header value) from

@@ -54,6 +54,7 @@ type serveConfig struct {
 	threshold       string // empty: the embedder's default
 	topK            int
 	ttl             time.Duration
+	maxTTL          time.Duration
 	maxEntries      int
 	maxBodyBytes    int64
 	upstreamTimeout time.Duration
@@ -91,6 +92,7 @@ var envFlags = map[string]string{
 	"threshold":             "SEMCACHE_THRESHOLD",
 	"top-k":                 "SEMCACHE_TOP_K",
 	"ttl":                   "SEMCACHE_TTL",
+	"max-ttl":               "SEMCACHE_MAX_TTL",
 	"max-entries":           "SEMCACHE_MAX_ENTRIES",
 	"max-body-bytes":        "SEMCACHE_MAX_BODY_BYTES",
 	"upstream-timeout":      "SEMCACHE_UPSTREAM_TIMEOUT",
@@ -132,6 +134,7 @@ func parseServe(args []string, getenv func(string) string, help io.Writer) (serv
 	fs.StringVar(&c.threshold, "threshold", "", "cosine similarity in (0, 1] a neighbour needs for a semantic hit; higher is stricter; default: the embedder's measured default")
 	intFlag(fs, &c.topK, "top-k", 4, "neighbours per KNN query")
 	durationFlag(fs, &c.ttl, "ttl", time.Hour, "entry time to live")
+	durationFlag(fs, &c.maxTTL, "max-ttl", 24*time.Hour, "largest entry lifetime a request may ask for with X-Semcache-TTL")
 	intFlag(fs, &c.maxEntries, "max-entries", 100000, "maximum entries held by the memory backend (LRU beyond)")
 	int64Flag(fs, &c.maxBodyBytes, "max-body-bytes", 4<<20, "largest request body accepted, in bytes (413 beyond)")
 	durationFlag(fs, &c.upstreamTimeout, "upstream-timeout", 120*time.Second, "bound on one upstream chat completion")
@@ -214,6 +217,9 @@ func (c *serveConfig) validate() error {
 	}
 	if c.ttl <= 0 {
 		return fmt.Errorf("--ttl %v: must be > 0", c.ttl)
+	}
+	if c.maxTTL <= 0 {
+		return fmt.Errorf("--max-ttl %v: must be > 0", c.maxTTL)
 	}
 	if c.maxEntries <= 0 {
 		return fmt.Errorf("--max-entries %d: must be > 0", c.maxEntries)
@@ -412,7 +418,7 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func
 	}
 	srv, err := api.New(api.Config{
 		Upstream: upstream, UpstreamAPIKey: cfg.upstreamKey, SharedNamespace: cfg.namespace,
-		CacheDisabled: !cfg.enabled, MaxBodyBytes: cfg.maxBodyBytes, Logger: log,
+		CacheDisabled: !cfg.enabled, MaxBodyBytes: cfg.maxBodyBytes, MaxTTL: cfg.maxTTL, Logger: log,
 	}, cache)
 	if err != nil {
 		return err

@@ -1,0 +1,94 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/semcache/semcache/semantic"
+)
+
+// Request headers that control the cache for one request. Cache-Control is
+// read too (no-cache, no-store, max-age=N).
+const (
+	// HeaderTTL is the lifetime in whole seconds of the entry this request
+	// stores; above the server's MaxTTL it is lowered to MaxTTL.
+	HeaderTTL = "X-Semcache-TTL"
+	// HeaderNamespace names a partition inside the caller's tenant (at most
+	// 128 printable characters).
+	HeaderNamespace = "X-Semcache-Namespace"
+	// HeaderMode is exact, semantic (the default) or off.
+	HeaderMode = "X-Semcache-Mode"
+	// HeaderThreshold asks for a stricter cosine-similarity threshold in
+	// (0, 1]; a value below the server's has no effect. The response echoes
+	// the threshold in force.
+	HeaderThreshold = "X-Semcache-Threshold"
+)
+
+// controls are one request's parsed cache controls.
+type controls struct {
+	namespace string
+	opts      semantic.Options
+	// thresholdAsked reports whether the request sent X-Semcache-Threshold.
+	thresholdAsked bool
+}
+
+// parseControls reads the cache-control headers of a request. Malformed
+// values are a 400 naming the header: a request that asks for something the
+// cache cannot honour must not be answered as if it had not asked.
+func (s *Server) parseControls(h http.Header) (controls, error) {
+	var c controls
+	for _, v := range h.Values("Cache-Control") {
+		for _, d := range strings.Split(v, ",") {
+			d = strings.ToLower(strings.TrimSpace(d))
+			switch {
+			case d == "no-cache":
+				c.opts.SkipLookup = true
+			case d == "no-store":
+				c.opts.NoStore = true
+			case strings.HasPrefix(d, "max-age="):
+				n, err := strconv.ParseInt(strings.TrimPrefix(d, "max-age="), 10, 64)
+				if err != nil || n < 0 {
+					return c, badRequest("invalid_header", "Cache-Control max-age: want whole seconds >= 0")
+				}
+				if n == 0 {
+					c.opts.SkipLookup = true // nothing is younger than 0 s
+				} else {
+					c.opts.MaxAge = time.Duration(n) * time.Second
+				}
+			}
+			// Other directives (private, must-revalidate...) do not apply.
+		}
+	}
+	if v := h.Get(HeaderTTL); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			return c, badRequest("invalid_header", HeaderTTL+": want whole seconds > 0")
+		}
+		c.opts.TTL = min(time.Duration(n)*time.Second, s.cfg.MaxTTL)
+	}
+	if v := h.Get(HeaderNamespace); v != "" {
+		if len(v) > 128 || strings.IndexFunc(v, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+			return c, badRequest("invalid_header", HeaderNamespace+": want at most 128 printable characters")
+		}
+		c.namespace = v
+	}
+	switch m := semantic.Mode(strings.ToLower(h.Get(HeaderMode))); m {
+	case "":
+	case semantic.ModeExact, semantic.ModeSemantic, semantic.ModeOff:
+		c.opts.Mode = m
+	default:
+		return c, badRequest("invalid_header", HeaderMode+": want exact, semantic or off")
+	}
+	if v := h.Get(HeaderThreshold); v != "" {
+		t, err := strconv.ParseFloat(v, 64)
+		if err != nil || !(t > 0 && t <= 1) {
+			return c, badRequest("invalid_header", HeaderThreshold+": want a cosine similarity in (0, 1]")
+		}
+		c.opts.Threshold = t
+		c.thresholdAsked = true
+	}
+	return c, nil
+}

@@ -4,7 +4,7 @@ DATA ?= ../shared/data
 
 REPLAY_ADDR ?= 127.0.0.1:18080
 
-.PHONY: run test build vet fmt bench tune replay
+.PHONY: run test build vet fmt bench tune replay sdktest
 
 ## run: the proxy on the embedded default (in-process LRU + HNSW, local embedder);
 ## with no SEMCACHE_UPSTREAM/--upstream it answers from the built-in simulated upstream.
@@ -20,6 +20,11 @@ test:
 
 build:
 	$(GO) build -o bin/semcache ./cmd/semcache
+
+## sdktest: the official OpenAI Node SDK (pinned in sdktest/package.json) against a
+## freshly built `semcache serve` on a free loopback port; needs node and npm.
+sdktest:
+	cd sdktest && npm ci --no-audit --no-fund && node --test
 
 vet:
 	$(GO) vet ./...

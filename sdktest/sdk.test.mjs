@@ -1,0 +1,250 @@
+// Integration test of semcache with the official OpenAI SDK for Node
+// (package `openai`, version pinned in package.json), run by `node --test`.
+//
+// It builds the semcache binary, starts `semcache serve` on a free loopback
+// port against the built-in simulated upstream (no --upstream, no latency),
+// drives it through the SDK exactly as an application would, and kills the
+// server at the end, whether the tests passed or not.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import OpenAI from 'openai';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const SIM_PREFIX = 'Simulated answer to: ';
+const START_TIMEOUT_MS = 15_000;
+
+let tmpDir;
+let server; // the semcache child process
+let serverLog = ''; // its stderr and stdout, shown when something fails
+let base; // http://127.0.0.1:PORT
+let client;
+
+function killServer() {
+  if (server && server.exitCode === null && server.signalCode === null) {
+    server.kill('SIGKILL');
+  }
+}
+// Last resort: never leave the server (or the binary) behind, even if the
+// test process exits early.
+process.on('exit', () => {
+  killServer();
+  if (tmpDir) fs.rmSync(tmpDir, { recursive: true, force: true });
+});
+
+// Starts `semcache serve` and resolves with the address it prints in its
+// `semcache listening addr=http://127.0.0.1:PORT` log line.
+function startServer(bin) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      bin,
+      [
+        'serve',
+        '--listen', '127.0.0.1:0',
+        '--sim-latency', '0s',
+        '--sim-per-token-latency', '0s',
+        '--log-format', 'text',
+      ],
+      {
+        cwd: repoRoot,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        // Only the flags above configure the server: drop any SEMCACHE_*
+        // settings (an --upstream, a Redis backend...) of the caller.
+        env: Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SEMCACHE_'))),
+      },
+    );
+    server = child;
+    let settled = false;
+    const timer = setTimeout(() => {
+      if (settled) return;
+      settled = true;
+      reject(new Error(`semcache did not log its listening address within ${START_TIMEOUT_MS} ms; log:\n${serverLog}`));
+    }, START_TIMEOUT_MS);
+    const onData = (chunk) => {
+      serverLog += chunk.toString();
+      const m = serverLog.match(/semcache listening.*?\baddr="?(http:\/\/127\.0\.0\.1:\d+)/);
+      if (m && !settled) {
+        settled = true;
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    };
+    child.stderr.on('data', onData);
+    child.stdout.on('data', onData);
+    child.on('error', (err) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.on('exit', (code, signal) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      reject(new Error(`semcache exited before listening (code ${code}, signal ${signal}); log:\n${serverLog}`));
+    });
+  });
+}
+
+// A chat completion request; the model is part of semcache's scope, so each
+// test uses its own model name and cannot be answered by another's entries.
+function chat(model, prompt, extra = {}) {
+  return { model, messages: [{ role: 'user', content: prompt }], ...extra };
+}
+
+describe('semcache with the OpenAI Node SDK', { timeout: 120_000 }, () => {
+  before(async () => {
+    tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'semcache-sdktest-'));
+    const bin = path.join(tmpDir, 'semcache');
+    const build = spawnSync('go', ['build', '-o', bin, './cmd/semcache'], {
+      cwd: repoRoot,
+      encoding: 'utf8',
+      timeout: 90_000,
+    });
+    if (build.error) throw build.error;
+    assert.equal(build.status, 0, `go build ./cmd/semcache failed:\n${build.stdout}${build.stderr}`);
+    base = await startServer(bin);
+    client = new OpenAI({
+      baseURL: base + '/v1',
+      apiKey: 'sk-sdk-test',
+      maxRetries: 0, // deterministic: one HTTP request per call
+      timeout: 10_000,
+    });
+  });
+
+  after(async () => {
+    if (server && server.exitCode === null && server.signalCode === null) {
+      const exited = new Promise((resolve) => server.once('exit', resolve));
+      server.kill('SIGTERM');
+      const timer = setTimeout(killServer, 5_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    if (tmpDir) fs.rmSync(tmpDir, { recursive: true, force: true });
+  });
+
+  test('the same prompt twice: the second is an exact HIT with the same content', async (t) => {
+    const req = chat('sdk-exact', 'What is the boiling point of water at sea level?');
+    const first = await client.chat.completions.create(req).withResponse();
+    assert.equal(first.response.status, 200);
+    assert.equal(first.response.headers.get('x-semcache-status'), 'MISS', serverLogOnFailure());
+    const content = first.data.choices[0].message.content;
+    assert.equal(content, SIM_PREFIX + req.messages[0].content);
+
+    const second = await client.chat.completions.create(req).withResponse();
+    assert.equal(second.response.status, 200);
+    assert.equal(second.response.headers.get('x-semcache-status'), 'HIT');
+    assert.equal(second.response.headers.get('x-semcache-tier'), 'exact');
+    assert.equal(second.data.choices[0].message.content, content);
+    // A hit is the stored body byte for byte, so the SDK sees the same id.
+    assert.equal(second.data.id, first.data.id);
+  });
+
+  test('a paraphrase is a semantic HIT serving the stored answer', async () => {
+    const model = 'sdk-semantic';
+    const original = 'How do I reset my password?';
+    const first = await client.chat.completions.create(chat(model, original)).withResponse();
+    assert.equal(first.response.headers.get('x-semcache-status'), 'MISS');
+
+    const para = await client.chat.completions.create(chat(model, 'How can I reset my password?')).withResponse();
+    assert.equal(para.response.status, 200);
+    assert.equal(para.response.headers.get('x-semcache-status'), 'HIT');
+    assert.equal(para.response.headers.get('x-semcache-tier'), 'semantic');
+    const sim = Number(para.response.headers.get('x-semcache-similarity'));
+    assert.ok(sim > 0 && sim < 1, `X-Semcache-Similarity ${sim} should be in (0, 1) for a rewording`);
+    assert.equal(para.data.choices[0].message.content, SIM_PREFIX + original);
+  });
+
+  test('streaming: more than 2 chunks whose deltas make up the answer', async () => {
+    const prompt = 'Explain in a few words why the sky is blue.';
+    const { data: stream, response } = await client.chat.completions
+      .create(chat('sdk-stream', prompt, { stream: true }))
+      .withResponse();
+    assert.equal(response.status, 200);
+    assert.match(response.headers.get('content-type') ?? '', /^text\/event-stream/);
+    let chunks = 0;
+    let text = '';
+    let finish = null;
+    for await (const chunk of stream) {
+      chunks++;
+      assert.equal(chunk.object, 'chat.completion.chunk');
+      const choice = chunk.choices[0];
+      if (!choice) continue; // a usage-only chunk
+      text += choice.delta?.content ?? '';
+      if (choice.finish_reason) finish = choice.finish_reason;
+    }
+    // The loop ending without a throw means the stream ended normally ([DONE]).
+    assert.ok(chunks > 2, `got ${chunks} chunks, want more than 2`);
+    assert.equal(text, SIM_PREFIX + prompt);
+    assert.equal(finish, 'stop');
+  });
+
+  // Until /v1/embeddings is implemented, the request is forwarded to the
+  // simulator, whose router answers a plain-text 404 ("404 page not found"):
+  // then these tests are skipped, saying so. Once the endpoint lands they are
+  // real checks; a 404 with an OpenAI JSON error body (err.error set, e.g. an
+  // unknown model) is a real answer and fails the test.
+  const embedInput = ['first text to embed', 'second text to embed', 'a third, rather different one'];
+  const skipIfNoEmbeddings = (t, err) => {
+    if (err instanceof OpenAI.APIError && err.status === 404 && err.error === undefined) {
+      const said = err.message.replace(/\s+/g, ' ').trim();
+      t.skip(`/v1/embeddings is not implemented yet: HTTP 404 with no OpenAI error body (${said})`);
+      return true;
+    }
+    return false;
+  };
+  const checkEmbeddings = (res, input) => {
+    assert.equal(res.object, 'list');
+    assert.equal(res.data.length, input.length);
+    const dim = res.data[0].embedding.length;
+    assert.ok(dim > 0, 'empty embedding');
+    res.data.forEach((d, i) => {
+      assert.equal(d.index, i, `data[${i}].index`);
+      assert.equal(d.object, 'embedding');
+      assert.ok(Array.isArray(d.embedding), `data[${i}].embedding is not an array`);
+      assert.equal(d.embedding.length, dim, `data[${i}].embedding has another dimension`);
+      assert.ok(d.embedding.every(Number.isFinite), `data[${i}].embedding has non-finite values`);
+    });
+  };
+
+  test('embeddings with an array input, explicit encoding_format float', async (t) => {
+    let res;
+    try {
+      res = await client.embeddings.create({ model: 'sdk-embed', input: embedInput, encoding_format: 'float' });
+    } catch (err) {
+      if (skipIfNoEmbeddings(t, err)) return;
+      throw err;
+    }
+    checkEmbeddings(res, embedInput);
+  });
+
+  // The SDK's default: it sends encoding_format "base64" and decodes the
+  // answer as little-endian float32, so a server that ignores the field and
+  // sends float arrays breaks every SDK user who did not set it.
+  test('embeddings with an array input, SDK default (base64 on the wire)', async (t) => {
+    let res, floats;
+    try {
+      res = await client.embeddings.create({ model: 'sdk-embed', input: embedInput });
+      floats = await client.embeddings.create({ model: 'sdk-embed', input: embedInput, encoding_format: 'float' });
+    } catch (err) {
+      if (skipIfNoEmbeddings(t, err)) return;
+      throw err;
+    }
+    checkEmbeddings(res, embedInput);
+    assert.equal(res.data[0].embedding.length, floats.data[0].embedding.length, 'base64 and float dimensions differ');
+    res.data.forEach((d, i) => {
+      d.embedding.forEach((v, j) => {
+        const f = floats.data[i].embedding[j];
+        assert.ok(Math.abs(v - f) <= 1e-6 * Math.max(1, Math.abs(f)), `data[${i}].embedding[${j}]: base64 ${v} vs float ${f}`);
+      });
+    });
+  });
+});
+
+function serverLogOnFailure() {
+  return `semcache log so far:\n${serverLog}`;
+}

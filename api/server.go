@@ -134,6 +134,7 @@ func New(cfg Config, cache *semantic.Cache) (*Server, error) {
 	e.HTTPErrorHandler = s.errorHandler
 	e.Use(s.logRequests)
 	e.POST("/v1/chat/completions", s.chatCompletions)
+	e.POST("/v1/embeddings", s.embeddings)
 	e.GET("/healthz", s.healthz)
 	e.GET("/api/v1/cache/stats", s.stats)
 	e.GET("/metrics", echo.WrapHandler(s.metrics.handler))

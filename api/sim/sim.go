@@ -7,9 +7,12 @@ package sim
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -30,8 +33,8 @@ type Config struct {
 }
 
 // Sim is the simulated upstream. It serves POST /v1/chat/completions
-// (JSON or, with "stream": true, server-sent events) and GET /v1/models. It
-// is safe for concurrent use.
+// (JSON or, with "stream": true, server-sent events), POST /v1/embeddings
+// and GET /v1/models. It is safe for concurrent use.
 type Sim struct {
 	cfg   Config
 	calls atomic.Int64
@@ -42,6 +45,7 @@ type Sim struct {
 func New(cfg Config) *Sim {
 	s := &Sim{cfg: cfg, mux: http.NewServeMux()}
 	s.mux.HandleFunc("POST /v1/chat/completions", s.chat)
+	s.mux.HandleFunc("POST /v1/embeddings", s.embeddings)
 	s.mux.HandleFunc("GET /v1/models", s.models)
 	return s
 }
@@ -162,6 +166,99 @@ func (s *Sim) stream(ctx context.Context, w http.ResponseWriter, id, model strin
 	if fl != nil {
 		fl.Flush()
 	}
+}
+
+// EmbeddingDim is the length of the simulator's embeddings when the
+// request has no dimensions field.
+const EmbeddingDim = 8
+
+// Embedding returns the simulator's embedding of text under model: dim
+// float32s derived from SHA-256 of the model and the text, L2-normalised.
+// Equal arguments always give the same vector; any other text or model
+// gives an unrelated one. It is what POST /v1/embeddings answers.
+func Embedding(model, text string, dim int) []float32 {
+	v := make([]float32, dim)
+	var sum [sha256.Size]byte
+	var norm float64
+	for i := range v {
+		if i%(sha256.Size/4) == 0 {
+			sum = sha256.Sum256(fmt.Appendf(nil, "%s\x00%s\x00%d", model, text, i/(sha256.Size/4)))
+		}
+		u := binary.LittleEndian.Uint32(sum[4*(i%(sha256.Size/4)):])
+		v[i] = float32(u)/math.MaxUint32*2 - 1
+		norm += float64(v[i]) * float64(v[i])
+	}
+	if norm > 0 {
+		n := float32(math.Sqrt(norm))
+		for i := range v {
+			v[i] /= n
+		}
+	}
+	return v
+}
+
+// embeddings answers an embeddings request whose input is a string or an
+// array of strings: one Embedding per input, as floats or, with
+// "encoding_format": "base64", as base64 of the little-endian float32s, as
+// OpenAI sends them. Usage counts Tokens of every input as prompt tokens.
+func (s *Sim) embeddings(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Model          string          `json:"model"`
+		Input          json.RawMessage `json:"input"`
+		Dimensions     int             `json:"dimensions"`
+		EncodingFormat string          `json:"encoding_format"`
+	}
+	bad := func(msg string) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		b, _ := json.Marshal(map[string]any{"error": map[string]any{"message": "simulator: " + msg, "type": "invalid_request_error", "param": "input", "code": nil}})
+		w.Write(b)
+	}
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		bad("want a JSON body with model and input")
+		return
+	}
+	var inputs []string
+	var one string
+	if json.Unmarshal(req.Input, &one) == nil {
+		inputs = []string{one}
+	} else if json.Unmarshal(req.Input, &inputs) != nil {
+		bad("want input as a string or an array of strings")
+		return
+	}
+	if len(inputs) == 0 || req.Dimensions < 0 {
+		bad("want a non-empty input and positive dimensions")
+		return
+	}
+	dim := req.Dimensions
+	if dim == 0 {
+		dim = EmbeddingDim
+	}
+	if !sleep(r.Context(), s.cfg.Latency) {
+		return
+	}
+	data := make([]any, len(inputs))
+	tokens := 0
+	for i, in := range inputs {
+		vec := Embedding(req.Model, in, dim)
+		var emb any = vec
+		if req.EncodingFormat == "base64" {
+			b := make([]byte, 0, 4*dim)
+			for _, f := range vec {
+				b = binary.LittleEndian.AppendUint32(b, math.Float32bits(f))
+			}
+			emb = base64.StdEncoding.EncodeToString(b)
+		}
+		data[i] = map[string]any{"object": "embedding", "index": i, "embedding": emb}
+		tokens += Tokens(in)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"object": "list",
+		"data":   data,
+		"model":  req.Model,
+		"usage":  map[string]int{"prompt_tokens": tokens, "total_tokens": tokens},
+	})
 }
 
 func (s *Sim) models(w http.ResponseWriter, _ *http.Request) {

@@ -2,8 +2,12 @@ package sim_test
 
 import (
 	"bufio"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -120,5 +124,111 @@ func TestBadRequest(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 400 || !strings.Contains(string(b), `"error"`) {
 		t.Errorf("%d %s", resp.StatusCode, b)
+	}
+}
+
+func TestEmbeddings(t *testing.T) {
+	srv := httptest.NewServer(sim.New(sim.Config{}))
+	defer srv.Close()
+	embed := func(t *testing.T, body string) (status int, got struct {
+		Object string `json:"object"`
+		Model  string `json:"model"`
+		Data   []struct {
+			Object    string          `json:"object"`
+			Index     int             `json:"index"`
+			Embedding json.RawMessage `json:"embedding"`
+		} `json:"data"`
+		Usage struct {
+			Prompt int `json:"prompt_tokens"`
+			Total  int `json:"total_tokens"`
+		} `json:"usage"`
+	}) {
+		t.Helper()
+		resp, err := http.Post(srv.URL+"/v1/embeddings", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode == 200 {
+			if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return resp.StatusCode, got
+	}
+	floats := func(t *testing.T, raw json.RawMessage) []float32 {
+		t.Helper()
+		var v []float32
+		if err := json.Unmarshal(raw, &v); err != nil {
+			t.Fatalf("embedding %s: %v", raw, err)
+		}
+		return v
+	}
+
+	t.Run("array", func(t *testing.T) {
+		status, got := embed(t, `{"model":"e","input":["alpha","beta gamma"]}`)
+		if status != 200 || got.Object != "list" || got.Model != "e" || len(got.Data) != 2 {
+			t.Fatalf("%d %+v", status, got)
+		}
+		for i, in := range []string{"alpha", "beta gamma"} {
+			d := got.Data[i]
+			if d.Object != "embedding" || d.Index != i {
+				t.Errorf("data[%d]: %+v", i, d)
+			}
+			v := floats(t, d.Embedding)
+			if want := sim.Embedding("e", in, sim.EmbeddingDim); fmt.Sprint(v) != fmt.Sprint(want) {
+				t.Errorf("data[%d]: %v, want Embedding(%q) %v", i, v, in, want)
+			}
+			var norm float64
+			for _, f := range v {
+				norm += float64(f) * float64(f)
+			}
+			if math.Abs(norm-1) > 1e-5 {
+				t.Errorf("data[%d]: squared norm %v, want 1", i, norm)
+			}
+		}
+		if want := sim.Tokens("alpha") + sim.Tokens("beta gamma"); got.Usage.Prompt != want || got.Usage.Total != want {
+			t.Errorf("usage %+v, want %d prompt and total tokens", got.Usage, want)
+		}
+	})
+	t.Run("deterministic per model and text", func(t *testing.T) {
+		a := sim.Embedding("e", "alpha", 8)
+		if fmt.Sprint(a) != fmt.Sprint(sim.Embedding("e", "alpha", 8)) {
+			t.Error("same arguments, different vectors")
+		}
+		if fmt.Sprint(a) == fmt.Sprint(sim.Embedding("f", "alpha", 8)) || fmt.Sprint(a) == fmt.Sprint(sim.Embedding("e", "alpha!", 8)) {
+			t.Error("other model or text, same vector")
+		}
+	})
+	t.Run("string input and dimensions", func(t *testing.T) {
+		status, got := embed(t, `{"model":"e","input":"alpha","dimensions":40}`)
+		if status != 200 || len(got.Data) != 1 || len(floats(t, got.Data[0].Embedding)) != 40 {
+			t.Fatalf("%d %+v", status, got)
+		}
+	})
+	t.Run("base64", func(t *testing.T) {
+		status, got := embed(t, `{"model":"e","input":["alpha"],"encoding_format":"base64"}`)
+		if status != 200 || len(got.Data) != 1 {
+			t.Fatalf("%d %+v", status, got)
+		}
+		var s string
+		if err := json.Unmarshal(got.Data[0].Embedding, &s); err != nil {
+			t.Fatalf("embedding %s: not a string", got.Data[0].Embedding)
+		}
+		b, err := base64.StdEncoding.DecodeString(s)
+		if err != nil || len(b) != 4*sim.EmbeddingDim {
+			t.Fatalf("base64 %q: %v, %d bytes", s, err, len(b))
+		}
+		want := sim.Embedding("e", "alpha", sim.EmbeddingDim)
+		for i := range want {
+			if f := math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:])); f != want[i] {
+				t.Errorf("float %d: %v, want %v", i, f, want[i])
+			}
+		}
+	})
+	for _, body := range []string{`{"model":"e","input":[1,2]}`, `{"model":"e","input":[]}`, `{"model":"e"}`, `nope`} {
+		if status, _ := embed(t, body); status != 400 {
+			t.Errorf("%s: status %d, want 400", body, status)
+		}
 	}
 }

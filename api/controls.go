@@ -25,12 +25,20 @@ const (
 	// (0, 1]; a value below the server's has no effect. The response echoes
 	// the threshold in force.
 	HeaderThreshold = "X-Semcache-Threshold"
+	// HeaderRule, on responses, names the TTL rule that matched the prompt
+	// (docs/ttl-rules.md).
+	HeaderRule = "X-Semcache-Rule"
 )
 
 // controls are one request's parsed cache controls.
 type controls struct {
+	// tenant is the caller's tenant (see Server.tenant).
+	tenant    string
 	namespace string
-	opts      semantic.Options
+	// tags are the X-Semcache-Tags of the request, attached to the entry
+	// it stores.
+	tags []string
+	opts semantic.Options
 	// thresholdAsked reports whether the request sent X-Semcache-Threshold.
 	thresholdAsked bool
 }
@@ -39,7 +47,12 @@ type controls struct {
 // values are a 400 naming the header: a request that asks for something the
 // cache cannot honour must not be answered as if it had not asked.
 func (s *Server) parseControls(h http.Header) (controls, error) {
-	var c controls
+	c := controls{tenant: s.tenant(h)}
+	tags, err := parseTags(h)
+	if err != nil {
+		return c, err
+	}
+	c.tags = tags
 	for _, v := range h.Values("Cache-Control") {
 		for _, d := range strings.Split(v, ",") {
 			d = strings.ToLower(strings.TrimSpace(d))

@@ -23,7 +23,7 @@ func testMetrics(t *testing.T) {
 		{chat("m", "", "user", question), "MISS", ""},
 		{chat("m", "", "user", question), "HIT", "exact"},
 		{chat("m", "", "user", paraphrase), "HIT", "semantic"},
-		{chat("m", `"stream":true`, "user", question), "BYPASS", ""},
+		{chat("m", `"stream":true`, "user", question, "assistant", "Sure,"), "BYPASS", ""},
 	} {
 		r := p.post(t, "sk-a", step.body)
 		if r.status != 200 || r.semStatus() != step.status || r.header.Get(api.HeaderTier) != step.tier {

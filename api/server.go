@@ -55,14 +55,28 @@ type Config struct {
 	// MaxBodyBytes bounds request bodies; larger ones get 413. 0 means
 	// 4 MiB.
 	MaxBodyBytes int64
-	// MaxTTL bounds the per-request X-Semcache-TTL. 0 means 24 hours.
+	// MaxTTL bounds the per-request X-Semcache-TTL and the TTL a rule
+	// sets. 0 means 24 hours.
 	MaxTTL time.Duration
+	// Rules map prompts to a TTL or to no caching (see semantic.Rules and
+	// docs/ttl-rules.md); the matching rule's name is sent back in
+	// X-Semcache-Rule. nil means no rules.
+	Rules *semantic.Rules
+	// MaxStreamBytes bounds the recording of a streamed answer, in bytes
+	// of the upstream's event stream; a longer stream is relayed in full
+	// but not stored. 0 means 4 MiB.
+	MaxStreamBytes int64
 	// HTTPClient calls the upstream. nil means a client with no overall
 	// timeout (the cache bounds each call with its UpstreamTimeout, and
 	// streams may run long).
 	HTTPClient *http.Client
 	// Logger receives request and error logs. nil means slog.Default().
 	Logger *slog.Logger
+	// AdminToken, when set, enables the admin endpoints (see admin.go),
+	// which require "Authorization: Bearer AdminToken". Empty means they do
+	// not exist (404). A secret: at least 16 characters without white
+	// space, never logged.
+	AdminToken string
 }
 
 // Server is the caching proxy. It is safe for concurrent use.
@@ -102,6 +116,15 @@ func New(cfg Config, cache *semantic.Cache) (*Server, error) {
 	if cfg.MaxTTL == 0 {
 		cfg.MaxTTL = 24 * time.Hour
 	}
+	if cfg.MaxStreamBytes < 0 {
+		return nil, fmt.Errorf("api: MaxStreamBytes %d: must not be negative", cfg.MaxStreamBytes)
+	}
+	if cfg.MaxStreamBytes == 0 {
+		cfg.MaxStreamBytes = 4 << 20
+	}
+	if cfg.AdminToken != "" && !validAdminToken(cfg.AdminToken) {
+		return nil, errors.New("api: AdminToken: want at least 16 characters without white space or control characters (the token is not shown)")
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -138,6 +161,9 @@ func New(cfg Config, cache *semantic.Cache) (*Server, error) {
 	e.GET("/healthz", s.healthz)
 	e.GET("/api/v1/cache/stats", s.stats)
 	e.GET("/metrics", echo.WrapHandler(s.metrics.handler))
+	if cfg.AdminToken != "" {
+		s.routeAdmin(e)
+	}
 	e.Any("/v1/*", s.passThrough)
 	s.echo = e
 	return s, nil
@@ -230,15 +256,25 @@ func (s *Server) chatCompletions(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	id, rq, err := semantic.Identify(body, s.tenant(req.Header), ctl.namespace, s.cache.Normalization())
+	id, rq, err := semantic.Identify(body, ctl.tenant, ctl.namespace, s.cache.Normalization())
 	if err != nil {
 		return badRequest("invalid_request", err.Error())
 	}
-	if rq.Stream || !rq.Cacheable || ctl.opts.Mode == semantic.ModeOff {
-		// Streaming is relayed as is until stream caching exists; a
-		// request whose last message is not a user message has no prompt
-		// to cache.
+	if rq.Cacheable {
+		var rule string
+		ctl.opts, rule = s.cfg.Rules.Apply(id.Prompt, ctl.opts)
+		ctl.opts.TTL = min(ctl.opts.TTL, s.cfg.MaxTTL)
+		if rule != "" {
+			c.Response().Header().Set(HeaderRule, rule)
+		}
+	}
+	if !rq.Cacheable || ctl.opts.Mode == semantic.ModeOff {
+		// A request whose last message is not a user message has no
+		// prompt to cache.
 		return s.bypass(c, body, start)
+	}
+	if rq.Stream {
+		return s.streamCompletion(c, id, ctl, body, start)
 	}
 
 	header := req.Header.Clone()
@@ -263,6 +299,22 @@ func (s *Server) chatCompletions(c echo.Context) error {
 			h[k] = v
 		}
 	}
+	s.setCacheHeaders(h, res, ctl)
+	s.tagStored(req.Context(), ctl.tenant, ctl.namespace, ctl.tags, res)
+	ct := res.ContentType
+	if ct == "" {
+		ct = echo.MIMEApplicationJSON
+	}
+	err = c.Blob(res.Status, ct, res.Body)
+	s.metrics.observe(res, time.Since(start))
+	return err
+}
+
+// setCacheHeaders sets the X-Semcache-* headers and Age of a cached-path
+// answer: the outcome, the threshold in force when the request asked for
+// one, the key of a hit or of a stored answer, and a hit's tier, age and
+// similarity.
+func (s *Server) setCacheHeaders(h http.Header, res semantic.Result, ctl controls) {
 	h.Set(HeaderStatus, string(res.Outcome))
 	if ctl.thresholdAsked {
 		h.Set(HeaderThreshold, strconv.FormatFloat(s.cache.EffectiveThreshold(ctl.opts.Threshold), 'f', -1, 64))
@@ -277,13 +329,6 @@ func (s *Server) chatCompletions(c echo.Context) error {
 			h.Set(HeaderSimilarity, strconv.FormatFloat(res.Similarity, 'f', 4, 64))
 		}
 	}
-	ct := res.ContentType
-	if ct == "" {
-		ct = echo.MIMEApplicationJSON
-	}
-	err = c.Blob(res.Status, ct, res.Body)
-	s.metrics.observe(res, time.Since(start))
-	return err
 }
 
 // skipHeader lists upstream response headers not relayed on a cached path:

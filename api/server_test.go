@@ -456,16 +456,16 @@ func testBadInput(t *testing.T) {
 	}
 }
 
-func TestStreamingIsBypassedUnchanged(t *testing.T) {
-	forEachBackend(t, testStreamingIsBypassedUnchanged)
+func TestStreamingModeOffIsBypassedUnchanged(t *testing.T) {
+	forEachBackend(t, testStreamingModeOffIsBypassedUnchanged)
 }
 
-func testStreamingIsBypassedUnchanged(t *testing.T) {
+func testStreamingModeOffIsBypassedUnchanged(t *testing.T) {
 	up := newUpstream(t, nil)
 	p := newProxy(t, up, nil)
 	body := chat("m", `"stream":true`, "user", question)
 	for i := 0; i < 2; i++ {
-		r := p.post(t, "sk-a", body)
+		r := p.postH(t, "sk-a", body, map[string]string{api.HeaderMode: "off"})
 		if r.status != 200 || r.semStatus() != "BYPASS" {
 			t.Fatalf("status %d %s, want 200 BYPASS", r.status, r.semStatus())
 		}
@@ -533,7 +533,7 @@ func testAuthorization(t *testing.T) {
 			t.Errorf("upstream saw Authorization %q", got)
 		}
 		// Bypassed requests use it too.
-		p.post(t, "sk-client", chat("m", `"stream":true`, "user", question))
+		p.post(t, "sk-client", chat("m", `"stream":true`, "user", question, "assistant", "Sure,"))
 		if got := up.auth(); got != "Bearer sk-server" {
 			t.Errorf("streaming: upstream saw Authorization %q", got)
 		}
@@ -562,7 +562,7 @@ func testHealthStatsAndPassThrough(t *testing.T) {
 	p.post(t, "sk-a", chat("m", "", "user", question))
 	p.post(t, "sk-a", chat("m", "", "user", question))
 	p.post(t, "sk-a", chat("m", "", "user", paraphrase))
-	p.post(t, "sk-a", chat("m", `"stream":true`, "user", question))
+	p.post(t, "sk-a", chat("m", `"stream":true`, "user", question, "assistant", "Sure,"))
 	r := p.do(t, http.MethodGet, "/api/v1/cache/stats", "", "")
 	var s semantic.Snapshot
 	if err := json.Unmarshal(r.body, &s); err != nil {

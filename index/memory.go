@@ -53,6 +53,9 @@ type memRecord struct {
 	value     []byte
 	expiresAt time.Time
 	hasVector bool
+	// tags are the entry's tags (see Tag); guarded by Memory.mu, unlike
+	// the fields above, which never change after Set.
+	tags []string
 }
 
 // Memory is semcache's embedded backend: a bounded LRU of entries with a
@@ -64,16 +67,22 @@ type memRecord struct {
 // Memory is safe for concurrent use. Reads take a short lock on the LRU;
 // writes (Set, Delete, expiry) are serialised by a writer lock so that the
 // LRU and the vector indexes always agree, and run the graph updates outside
-// the LRU lock, so lookups are not blocked by HNSW inserts.
+// the LRU lock, so lookups are not blocked by HNSW inserts. The tag map (see
+// Tag) is kept under the LRU lock and updated by every path that removes or
+// replaces an entry, so it never names a key that is gone.
 type Memory struct {
 	cfg MemoryConfig
 
 	// wmu serialises every mutation of lru and parts; taken before mu.
 	wmu sync.Mutex
-	// mu guards lru and parts.
+	// mu guards lru, parts, tags and every record's tags.
 	mu    sync.Mutex
 	lru   *simplelru.LRU[string, *memRecord]
 	parts map[string]vectorIndex
+	// tags maps a tag to the keys of the entries that carry it: key k is
+	// in tags[t] exactly when the LRU's record for k lists t. Empty sets
+	// are deleted.
+	tags map[string]map[string]struct{}
 	// evicted collects the LRU's evictions during one Add; guarded by mu
 	// and drained by the writer that caused them.
 	evicted []string
@@ -115,10 +124,14 @@ func NewMemory(cfg MemoryConfig) (*Memory, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	m := &Memory{cfg: cfg, parts: make(map[string]vectorIndex), stop: make(chan struct{}), done: make(chan struct{})}
+	m := &Memory{cfg: cfg, parts: make(map[string]vectorIndex), tags: make(map[string]map[string]struct{}),
+		stop: make(chan struct{}), done: make(chan struct{})}
+	// The LRU calls this under mu for every entry it drops: evictions,
+	// Remove (delete, expiry) and Purge (Flush).
 	l, err := simplelru.NewLRU[string, *memRecord](cfg.MaxEntries, func(k string, r *memRecord) {
 		m.evicted = append(m.evicted, k)
 		m.evictedRecs = append(m.evictedRecs, r)
+		m.untagLocked(k, r)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("index: %w", err)
@@ -153,7 +166,7 @@ func (m *Memory) Get(_ context.Context, key string) ([]byte, bool, error) {
 }
 
 // Set stores value under key in scope for ttl (> 0), replacing any entry
-// with that key, and adds vec (length Dim; nil for an exact-only entry) to
+// with that key (and dropping its tags), and adds vec (length Dim; nil for an exact-only entry) to
 // the scope's vector index. A vector of the wrong length returns an error
 // wrapping ErrDimensionMismatch, an unusable one ErrInvalidVector, and a
 // ttl <= 0 an error; none of them changes the store.
@@ -176,6 +189,11 @@ func (m *Memory) Set(_ context.Context, key, scope string, value []byte, vec []f
 	m.mu.Lock()
 	old, hadOld := m.lru.Peek(key)
 	m.lru.Add(key, rec)
+	if hadOld {
+		// A replacement is not reported as an eviction; untag here: the
+		// new answer does not inherit the old one's tags.
+		m.untagLocked(key, old)
+	}
 	evKeys, evRecs := m.takeEvictedLocked()
 	part := m.parts[scope]
 	if vec != nil && part == nil {
@@ -199,6 +217,7 @@ func (m *Memory) Set(_ context.Context, key, scope string, value []byte, vec []f
 			m.lru.Remove(key)
 			if hadOld {
 				m.lru.Add(key, old)
+				m.linkTagsLocked(key, old)
 			}
 			m.evicted, m.evictedRecs = m.evicted[:0], m.evictedRecs[:0]
 			m.mu.Unlock()

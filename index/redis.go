@@ -77,8 +77,9 @@ type RedisConfig struct {
 
 // Redis is semcache's shared backend: exact entries as string keys with a
 // TTL (SET ... EX), and one HASH per vector (scope TAG, FLOAT32 vector, the
-// entry) indexed by a RediSearch HNSW index with COSINE distance. Several
-// proxies pointed at one Redis share the cache.
+// entry) indexed by a RediSearch HNSW index with COSINE distance, and one
+// SET of entry keys per tag (see Tag). Several proxies pointed at one Redis
+// share the cache.
 //
 // Redis is safe for concurrent use. It never drops an index or flushes a
 // database: start-up creates the index when it is missing and verifies it

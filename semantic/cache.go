@@ -200,6 +200,10 @@ type Result struct {
 	// all of them).
 	Shared bool
 	Upstream
+	// Stream holds, for a hit on an entry stored from a streamed answer,
+	// the chat.completion.chunk payloads as the upstream sent them (see
+	// StreamChunks); nil otherwise. Body is then their aggregate.
+	Stream []string
 
 	// token usage of the entry that served a hit, for the stats
 	savedPrompt, savedCompletion int
@@ -219,6 +223,11 @@ type Entry struct {
 	// are counted as saved on every hit.
 	PromptTokens     int `json:"prompt_tokens"`
 	CompletionTokens int `json:"completion_tokens"`
+	// Stream holds the data payloads of a streamed answer's
+	// chat.completion.chunk events, verbatim and in order, without the
+	// [DONE] terminator; Response is then their aggregate (see
+	// AnswerFromStream). Empty for answers received as one JSON body.
+	Stream []string `json:"stream,omitempty"`
 }
 
 // Do answers one cacheable request: the exact tier, then, within a single
@@ -306,6 +315,7 @@ func (c *Cache) getEntry(ctx context.Context, key string, o Options) (Result, bo
 		Key:      e.Key,
 		Age:      age,
 		Upstream: Upstream{Status: 200, ContentType: e.ContentType, Body: []byte(e.Response)},
+		Stream:   e.Stream,
 		// Saved tokens are added in count.
 	}.withTokens(e), true
 }
@@ -321,10 +331,7 @@ func (c *Cache) lookupOrFetch(ctx context.Context, id Identity, o Options, fetch
 		}
 	}
 	var vec []float32
-	if id.Semantic && (!o.NoStore || (o.Mode != ModeExact && !o.SkipLookup)) {
-		// Embed for the semantic lookup and for the vector stored with the
-		// answer (an exact-mode request still makes its entry findable by
-		// later semantic requests).
+	if wantsVector(id, o) {
 		var r Result
 		var ok bool
 		vec, r, ok = c.semantic(ctx, id, o)
@@ -342,31 +349,48 @@ func (c *Cache) lookupOrFetch(ctx context.Context, id Identity, o Options, fetch
 		c.stats.UpstreamErrors.Add(1)
 	}
 	r := Result{Outcome: Miss, Key: id.Key, Upstream: up}
-	if usage, ok := Cacheable(up); ok {
-		e := Entry{
-			Key:              id.Key,
-			Scope:            id.Scope,
-			Prompt:           id.Normalized,
-			Response:         string(up.Body),
-			ContentType:      up.ContentType,
-			CreatedAt:        c.cfg.Now().UnixMilli(),
-			PromptTokens:     usage.PromptTokens,
-			CompletionTokens: usage.CompletionTokens,
-		}
-		ttl := c.cfg.TTL
-		if o.TTL > 0 {
-			ttl = o.TTL
-		}
-		if o.NoStore {
-			// the client asked for no copy to be kept
-		} else if err := c.put(ctx, e, vec, ttl); err != nil {
-			c.stats.StoreErrors.Add(1)
-			c.faults.warn("cache store failed", "key", id.Key, "err", err)
-		} else {
-			r.Stored = true
-		}
-	}
+	r.Stored, _ = c.keep(ctx, id, o, up, nil, vec)
 	return r, nil
+}
+
+// wantsVector reports whether a request that missed the exact tier needs
+// its prompt embedded: for the semantic lookup, and for the vector stored
+// with the answer (an exact-mode request still makes its entry findable by
+// later semantic requests).
+func wantsVector(id Identity, o Options) bool {
+	return id.Semantic && (!o.NoStore || (o.Mode != ModeExact && !o.SkipLookup))
+}
+
+// keep stores up under id with vec when it is a complete answer (see
+// Cacheable) and o allows it, and reports whether it did. stream is the
+// raw chunk payloads of a streamed answer whose aggregate up.Body is, or
+// nil. A store failure is logged, counted and returned.
+func (c *Cache) keep(ctx context.Context, id Identity, o Options, up Upstream, stream []string, vec []float32) (bool, error) {
+	usage, ok := Cacheable(up)
+	if !ok || o.NoStore {
+		return false, nil // incomplete, or the client asked for no copy
+	}
+	e := Entry{
+		Key:              id.Key,
+		Scope:            id.Scope,
+		Prompt:           id.Normalized,
+		Response:         string(up.Body),
+		ContentType:      up.ContentType,
+		CreatedAt:        c.cfg.Now().UnixMilli(),
+		PromptTokens:     usage.PromptTokens,
+		CompletionTokens: usage.CompletionTokens,
+		Stream:           stream,
+	}
+	ttl := c.cfg.TTL
+	if o.TTL > 0 {
+		ttl = o.TTL
+	}
+	if err := c.put(ctx, e, vec, ttl); err != nil {
+		c.stats.StoreErrors.Add(1)
+		c.faults.warn("cache store failed", "key", id.Key, "err", err)
+		return false, err
+	}
+	return true, nil
 }
 
 // semantic embeds the prompt and searches its scope. It returns the vector

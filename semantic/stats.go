@@ -9,8 +9,8 @@ import (
 // concurrent use; read them with Load. They carry no dependency so that the
 // api package can export them to JSON and Prometheus at the edge.
 type Stats struct {
-	// Requests counts requests that went through Do (bypasses are not
-	// included).
+	// Requests counts requests that went through Do or Lookup (bypasses
+	// are not included).
 	Requests atomic.Int64
 	// ExactHits and SemanticHits count hits by tier.
 	ExactHits    atomic.Int64
@@ -21,7 +21,7 @@ type Stats struct {
 	// counted once: Requests = ExactHits + SemanticHits + Misses.
 	Misses atomic.Int64
 	// Bypasses counts requests the proxy forwarded without the cache
-	// (streaming, cache off, not cacheable); the proxy increments it.
+	// (cache off, not cacheable); the proxy increments it.
 	Bypasses atomic.Int64
 	// UpstreamCalls counts calls to the upstream made by the cache; fewer
 	// than Misses when concurrent identical misses were coalesced.

@@ -36,6 +36,7 @@ type serveConfig struct {
 	listen          string
 	upstream        string
 	upstreamKey     string // from SEMCACHE_UPSTREAM_API_KEY only
+	adminToken      string // from SEMCACHE_ADMIN_TOKEN only; empty disables the admin endpoints
 	enabled         bool
 	backend         string
 	redisURL        string
@@ -55,6 +56,7 @@ type serveConfig struct {
 	topK            int
 	ttl             time.Duration
 	maxTTL          time.Duration
+	ttlRules        string
 	maxEntries      int
 	maxBodyBytes    int64
 	upstreamTimeout time.Duration
@@ -93,6 +95,7 @@ var envFlags = map[string]string{
 	"top-k":                 "SEMCACHE_TOP_K",
 	"ttl":                   "SEMCACHE_TTL",
 	"max-ttl":               "SEMCACHE_MAX_TTL",
+	"ttl-rules":             "SEMCACHE_TTL_RULES",
 	"max-entries":           "SEMCACHE_MAX_ENTRIES",
 	"max-body-bytes":        "SEMCACHE_MAX_BODY_BYTES",
 	"upstream-timeout":      "SEMCACHE_UPSTREAM_TIMEOUT",
@@ -134,6 +137,7 @@ func parseServe(args []string, getenv func(string) string, help io.Writer) (serv
 	fs.StringVar(&c.threshold, "threshold", "", "cosine similarity in (0, 1] a neighbour needs for a semantic hit; higher is stricter; default: the embedder's measured default")
 	intFlag(fs, &c.topK, "top-k", 4, "neighbours per KNN query")
 	durationFlag(fs, &c.ttl, "ttl", time.Hour, "entry time to live")
+	fs.StringVar(&c.ttlRules, "ttl-rules", "default", "TTL rules: default (the built-in set, docs/ttl-rules.md), none, or a JSON rules file")
 	durationFlag(fs, &c.maxTTL, "max-ttl", 24*time.Hour, "largest entry lifetime a request may ask for with X-Semcache-TTL")
 	intFlag(fs, &c.maxEntries, "max-entries", 100000, "maximum entries held by the memory backend (LRU beyond)")
 	int64Flag(fs, &c.maxBodyBytes, "max-body-bytes", 4<<20, "largest request body accepted, in bytes (413 beyond)")
@@ -150,7 +154,7 @@ func parseServe(args []string, getenv func(string) string, help io.Writer) (serv
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintf(help, "usage: semcache serve [flags]\n\nEvery flag can also be set by the environment variable in brackets; the flag wins.\nSecrets come from the environment only: SEMCACHE_UPSTREAM_API_KEY, SEMCACHE_EMBEDDER_API_KEY.\n\n")
+			fmt.Fprintf(help, "usage: semcache serve [flags]\n\nEvery flag can also be set by the environment variable in brackets; the flag wins.\nSecrets come from the environment only: SEMCACHE_UPSTREAM_API_KEY, SEMCACHE_EMBEDDER_API_KEY,\nSEMCACHE_ADMIN_TOKEN (enables the admin endpoints; at least 16 characters).\n\n")
 			fs.VisitAll(func(f *flag.Flag) {
 				fmt.Fprintf(help, "  --%s [%s] (default %q)\n    \t%s\n", f.Name, envFlags[f.Name], f.DefValue, f.Usage)
 			})
@@ -180,6 +184,7 @@ func parseServe(args []string, getenv func(string) string, help io.Writer) (serv
 	}
 	c.upstreamKey = getenv("SEMCACHE_UPSTREAM_API_KEY")
 	c.embedderKey = getenv("SEMCACHE_EMBEDDER_API_KEY")
+	c.adminToken = getenv("SEMCACHE_ADMIN_TOKEN")
 	return c, c.validate()
 }
 
@@ -251,6 +256,9 @@ func (c *serveConfig) validate() error {
 	if _, err := c.normalization(); err != nil {
 		return err
 	}
+	if _, err := c.rules(); err != nil {
+		return err
+	}
 	if _, err := c.logger(io.Discard); err != nil {
 		return err
 	}
@@ -267,6 +275,22 @@ func (c *serveConfig) thresholdValue() float64 {
 	}
 	t, _ := strconv.ParseFloat(c.threshold, 64)
 	return t
+}
+
+// rules returns the TTL rules in force: the built-in set, none (nil), or a
+// rules file.
+func (c *serveConfig) rules() (*semantic.Rules, error) {
+	switch c.ttlRules {
+	case "default":
+		return semantic.DefaultRules(), nil
+	case "none", "":
+		return nil, nil
+	}
+	r, err := semantic.LoadRules(c.ttlRules)
+	if err != nil {
+		return nil, fmt.Errorf("--ttl-rules: %w", err)
+	}
+	return r, nil
 }
 
 func (c *serveConfig) normalization() (semantic.Normalization, error) {
@@ -409,6 +433,7 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func
 	}
 	defer store.Close()
 	norm, _ := cfg.normalization()
+	rules, _ := cfg.rules()
 	cache, err := semantic.New(semantic.Config{
 		Threshold: cfg.thresholdValue(), TopK: cfg.topK, TTL: cfg.ttl,
 		UpstreamTimeout: cfg.upstreamTimeout, Normalization: norm, Logger: log,
@@ -418,7 +443,8 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func
 	}
 	srv, err := api.New(api.Config{
 		Upstream: upstream, UpstreamAPIKey: cfg.upstreamKey, SharedNamespace: cfg.namespace,
-		CacheDisabled: !cfg.enabled, MaxBodyBytes: cfg.maxBodyBytes, MaxTTL: cfg.maxTTL, Logger: log,
+		CacheDisabled: !cfg.enabled, MaxBodyBytes: cfg.maxBodyBytes, MaxTTL: cfg.maxTTL, Rules: rules, Logger: log,
+		AdminToken: cfg.adminToken,
 	}, cache)
 	if err != nil {
 		return err
@@ -431,7 +457,7 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func
 	log.Info("semcache listening", "addr", "http://"+ln.Addr().String(), "upstream", upstream,
 		"cache", cfg.enabled, "backend", cfg.backend, "index", cfg.indexKind,
 		"embedder", emb.Fingerprint(), "threshold", cfg.thresholdValue(), "ttl", cfg.ttl,
-		"upstream_key_set", cfg.upstreamKey != "")
+		"upstream_key_set", cfg.upstreamKey != "", "admin_endpoints", cfg.adminToken != "")
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	if ready != nil {

@@ -1,0 +1,222 @@
+package index
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Tags let a caller invalidate a group of entries at once: Tag records that
+// an entry carries some tags (a source document, a namespace), DeleteTag
+// deletes every entry carrying one, from both tiers. Flush deletes
+// everything this store holds.
+
+// Tag records that the entry under key carries tags. Tags leave with the
+// entry: they are dropped when it expires, is evicted, deleted or replaced
+// by a Set (a new answer does not inherit the old one's tags). A missing or
+// expired key is not an error; nothing is recorded. ttl (> 0) is accepted
+// for symmetry with Redis and ignored: tags live exactly as long as their
+// entry.
+func (m *Memory) Tag(_ context.Context, key string, tags []string, ttl time.Duration) error {
+	if ttl <= 0 {
+		return fmt.Errorf("index: ttl %v: must be > 0", ttl)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.lru.Peek(key)
+	if !ok || !m.cfg.Now().Before(r.expiresAt) {
+		return nil
+	}
+	for _, t := range tags {
+		if slices.Contains(r.tags, t) {
+			continue
+		}
+		r.tags = append(r.tags, t)
+		m.linkLocked(key, t)
+	}
+	return nil
+}
+
+// DeleteTag deletes every entry carrying tag from both tiers and returns
+// how many it deleted (expired entries not swept yet included). An entry
+// that a concurrent Set replaces meanwhile is left alone: the new answer
+// does not carry the tag.
+func (m *Memory) DeleteTag(_ context.Context, tag string) (int, error) {
+	type kr struct {
+		k string
+		r *memRecord
+	}
+	m.mu.Lock()
+	victims := make([]kr, 0, len(m.tags[tag]))
+	for k := range m.tags[tag] {
+		if r, ok := m.lru.Peek(k); ok {
+			victims = append(victims, kr{k, r})
+		}
+	}
+	m.mu.Unlock()
+	n := 0
+	for _, v := range victims {
+		if m.removeIf(v.k, v.r) { // drops the key from every tag set
+			n++
+		}
+	}
+	return n, nil
+}
+
+// Flush deletes every entry, vector and tag, and returns the number of
+// entries deleted (expired entries not swept yet included). The store stays
+// usable.
+func (m *Memory) Flush(context.Context) (int, error) {
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := m.lru.Len()
+	m.lru.Purge() // reports each entry as an eviction, which untags it
+	m.evicted, m.evictedRecs = nil, nil
+	// Dropping the graphs is enough: Set and removeIf hold wmu, and a
+	// Search still walking an old graph finds no live entry in the LRU.
+	m.parts = make(map[string]vectorIndex)
+	m.tags = make(map[string]map[string]struct{})
+	return n, nil
+}
+
+// TagLen returns the number of distinct tags in use; the tests use it to
+// check that expiry, eviction and deletion leave no tag behind.
+func (m *Memory) TagLen() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.tags)
+}
+
+// linkLocked adds key to tag's set. The caller holds mu.
+func (m *Memory) linkLocked(key, tag string) {
+	set := m.tags[tag]
+	if set == nil {
+		set = make(map[string]struct{})
+		m.tags[tag] = set
+	}
+	set[key] = struct{}{}
+}
+
+// linkTagsLocked adds key to the set of each of r's tags. The caller holds
+// mu.
+func (m *Memory) linkTagsLocked(key string, r *memRecord) {
+	for _, t := range r.tags {
+		m.linkLocked(key, t)
+	}
+}
+
+// untagLocked removes key from the set of each of r's tags, deleting sets
+// that become empty. r keeps its tags (a failed Set puts the record back).
+// The caller holds mu.
+func (m *Memory) untagLocked(key string, r *memRecord) {
+	for _, t := range r.tags {
+		set := m.tags[t]
+		delete(set, key)
+		if len(set) == 0 {
+			delete(m.tags, t)
+		}
+	}
+}
+
+// In Redis, a tag is a SET of entry keys under Prefix + "t:" + tag, so Flush
+// (which deletes everything under Prefix) deletes the tags too. A set's
+// expiry is only ever extended, to the TTL of its longest-lived member, so
+// the set outlives every entry it names. Members are not removed when their
+// entry expires or is replaced: such a stale member is harmless, since
+// DeleteTag deleting a key that is gone is a no-op, and deleting a later
+// entry stored under the same key costs one upstream call, never a wrong
+// answer.
+
+func (r *Redis) tagKey(tag string) string { return r.cfg.Prefix + "t:" + tag }
+
+// tagScript adds ARGV[1] (an entry key) to every set in KEYS and raises each
+// set's expiry to ARGV[2] milliseconds when it is lower or unset. A script
+// rather than PEXPIRE NX/GT so that Redis 6.2 (Redis Stack 6.2) works too.
+var tagScript = redis.NewScript(`
+for _, k in ipairs(KEYS) do
+  redis.call('SADD', k, ARGV[1])
+  if redis.call('PTTL', k) < tonumber(ARGV[2]) then
+    redis.call('PEXPIRE', k, ARGV[2])
+  end
+end
+return #KEYS
+`)
+
+// Tag records that the entry under key carries tags: SADD of key to each
+// tag's set, whose expiry is raised to at least ttl (> 0; pass the entry's
+// TTL or more), atomically. Tagging a key that does not exist is not an
+// error.
+func (r *Redis) Tag(ctx context.Context, key string, tags []string, ttl time.Duration) error {
+	if ttl <= 0 {
+		return fmt.Errorf("index: ttl %v: must be > 0", ttl)
+	}
+	if len(tags) == 0 {
+		return nil
+	}
+	keys := make([]string, len(tags))
+	for i, t := range tags {
+		keys[i] = r.tagKey(t)
+	}
+	ms := max(ttl.Milliseconds(), 1)
+	if err := tagScript.Run(ctx, r.rdb, keys, key, strconv.FormatInt(ms, 10)).Err(); err != nil {
+		return fmt.Errorf("redis tag script: %w", err)
+	}
+	return nil
+}
+
+// tagBatch is how many members of a tag set DeleteTag handles per round
+// trip.
+const tagBatch = 500
+
+// DeleteTag deletes every entry carrying tag, from both tiers, and returns
+// how many existed. It walks the tag's set with SSCAN; per batch, one
+// MULTI/EXEC deletes the entries' keys and removes those members from the
+// set, so a failure part-way leaves the rest of the set for a retry. An
+// entry tagged while DeleteTag runs may survive it.
+func (r *Redis) DeleteTag(ctx context.Context, tag string) (int, error) {
+	tk := r.tagKey(tag)
+	deleted := 0
+	var cursor uint64
+	for {
+		members, next, err := r.rdb.SScan(ctx, tk, cursor, "", tagBatch).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return deleted, fmt.Errorf("redis SSCAN: %w", err)
+		}
+		if len(members) > 0 {
+			dels := make([]*redis.IntCmd, len(members))
+			_, err := r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				for i, k := range members {
+					dels[i] = p.Del(ctx, r.exactKey(k), r.vectorKey(k))
+				}
+				p.SRem(ctx, tk, toAny(members)...)
+				return nil
+			})
+			if err != nil {
+				return deleted, fmt.Errorf("redis MULTI DEL/SREM: %w", err)
+			}
+			for _, d := range dels {
+				if d.Val() > 0 {
+					deleted++
+				}
+			}
+		}
+		if cursor = next; cursor == 0 {
+			return deleted, nil
+		}
+	}
+}
+
+func toAny(s []string) []any {
+	a := make([]any, len(s))
+	for i, v := range s {
+		a[i] = v
+	}
+	return a
+}

@@ -1,0 +1,106 @@
+package semantic
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/semcache/semcache/index"
+)
+
+// ErrUnsupported is returned (wrapped) by the invalidation methods when the
+// cache's Store does not implement the optional interface they need
+// (Tagger or Flusher).
+var ErrUnsupported = errors.New("semantic: the store does not support this operation")
+
+// Tagger is implemented by stores that can invalidate entries by tag. Tags
+// are opaque strings; a store keeps them no longer than it needs to find the
+// entries carrying them.
+type Tagger interface {
+	// Tag records that the entry under key carries tags. ttl (> 0) is at
+	// least the entry's remaining lifetime, so the store may keep the tags
+	// that long. Tagging a missing key is not an error.
+	Tag(ctx context.Context, key string, tags []string, ttl time.Duration) error
+	// DeleteTag deletes every entry carrying tag from both tiers and
+	// returns how many it deleted.
+	DeleteTag(ctx context.Context, tag string) (int, error)
+}
+
+// Flusher is implemented by stores that can delete all of this cache's data
+// (and nothing else: never another cache's keys or a whole database).
+type Flusher interface {
+	// Flush deletes every entry and returns how many entries (Memory) or
+	// keys (Redis) it deleted.
+	Flush(ctx context.Context) (int, error)
+}
+
+var (
+	_ Tagger  = (*index.Memory)(nil)
+	_ Tagger  = (*index.Redis)(nil)
+	_ Flusher = (*index.Memory)(nil)
+	_ Flusher = (*index.Redis)(nil)
+)
+
+// NamespaceTag returns the internal tag every entry stored for tenant and
+// namespace carries (the namespace "" is a tenant's default one), so that
+// deleting a namespace is DeleteTag(NamespaceTag(tenant, namespace)). It
+// contains NUL bytes, which the X-Semcache-Tags header cannot carry, so a
+// client's tags never collide with it.
+func NamespaceTag(tenant, namespace string) string {
+	return "ns\x00" + tenant + "\x00" + namespace
+}
+
+// TTL returns the configured entry lifetime (Config.TTL after defaults).
+func (c *Cache) TTL() time.Duration { return c.cfg.TTL }
+
+// TagEntry records that the entry under key (Result.Key of a stored miss)
+// carries tags, for DeleteTag. ttl (> 0) must be at least the entry's
+// lifetime. It returns an error wrapping ErrUnsupported when the store is
+// not a Tagger.
+func (c *Cache) TagEntry(ctx context.Context, key string, tags []string, ttl time.Duration) error {
+	t, ok := c.store.(Tagger)
+	if !ok {
+		return fmt.Errorf("tag entry: %w", ErrUnsupported)
+	}
+	if err := t.Tag(ctx, key, tags, ttl); err != nil {
+		return fmt.Errorf("tag entry: %w", err)
+	}
+	return nil
+}
+
+// DeleteTag deletes every entry carrying tag, from both tiers, and returns
+// how many it deleted. It returns an error wrapping ErrUnsupported when the
+// store is not a Tagger.
+func (c *Cache) DeleteTag(ctx context.Context, tag string) (int, error) {
+	t, ok := c.store.(Tagger)
+	if !ok {
+		return 0, fmt.Errorf("delete tag: %w", ErrUnsupported)
+	}
+	n, err := t.DeleteTag(ctx, tag)
+	if err != nil {
+		return n, fmt.Errorf("delete tag: %w", err)
+	}
+	return n, nil
+}
+
+// DeleteNamespace deletes every entry stored for tenant and namespace: the
+// entries tagged with NamespaceTag(tenant, namespace).
+func (c *Cache) DeleteNamespace(ctx context.Context, tenant, namespace string) (int, error) {
+	return c.DeleteTag(ctx, NamespaceTag(tenant, namespace))
+}
+
+// Flush deletes all of this cache's entries (see Flusher) and returns the
+// store's count. It returns an error wrapping ErrUnsupported when the store
+// is not a Flusher. The counters in Stats are kept.
+func (c *Cache) Flush(ctx context.Context) (int, error) {
+	f, ok := c.store.(Flusher)
+	if !ok {
+		return 0, fmt.Errorf("flush: %w", ErrUnsupported)
+	}
+	n, err := f.Flush(ctx)
+	if err != nil {
+		return n, fmt.Errorf("flush: %w", err)
+	}
+	return n, nil
+}

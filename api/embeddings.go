@@ -1,11 +1,8 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -71,59 +68,4 @@ func (s *Server) embeddings(c echo.Context) error {
 		ct = echo.MIMEApplicationJSON
 	}
 	return c.Blob(res.Status, ct, res.Body)
-}
-
-// readBody reads the request body up to MaxBodyBytes; a larger body is a
-// 413.
-func (s *Server) readBody(c echo.Context) ([]byte, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, s.cfg.MaxBodyBytes))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, &Error{Status: http.StatusRequestEntityTooLarge, Type: "invalid_request_error", Code: "request_too_large",
-				Message: fmt.Sprintf("request body exceeds %d bytes", s.cfg.MaxBodyBytes)}
-		}
-		return nil, badRequest("unreadable_body", "could not read request body")
-	}
-	return body, nil
-}
-
-// upstreamFailure maps an upstream call that got no answer to 504 (timed
-// out) or 502.
-func (s *Server) upstreamFailure(err error) *Error {
-	if errors.Is(err, context.DeadlineExceeded) {
-		s.log.Warn("upstream timed out", "err", err)
-		return &Error{Status: http.StatusGatewayTimeout, Type: "upstream_error", Code: "upstream_timeout", Message: "upstream did not answer within the upstream timeout"}
-	}
-	s.log.Warn("upstream call failed", "err", err)
-	return &Error{Status: http.StatusBadGateway, Type: "upstream_error", Code: "upstream_unreachable", Message: "upstream unreachable"}
-}
-
-// postUpstream POSTs body to the upstream endpoint at path (segments below
-// the upstream base URL) with the same headers and authorisation as fetch,
-// and returns the answer unchanged.
-func (s *Server) postUpstream(ctx context.Context, in http.Header, body []byte, path ...string) (semantic.Upstream, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.upstream.JoinPath(path...).String(), bytes.NewReader(body))
-	if err != nil {
-		return semantic.Upstream{}, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	for _, k := range []string{"OpenAI-Organization", "OpenAI-Project", "User-Agent"} {
-		if v := in.Get(k); v != "" {
-			req.Header.Set(k, v)
-		}
-	}
-	s.setAuth(req.Header, in)
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return semantic.Upstream{}, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		// A body cut short is no answer: never stored, reported as 502.
-		return semantic.Upstream{}, fmt.Errorf("read upstream body: %w", err)
-	}
-	return semantic.Upstream{Status: resp.StatusCode, ContentType: resp.Header.Get("Content-Type"), Header: resp.Header, Body: b}, nil
 }

@@ -243,14 +243,9 @@ func (s *Server) chatCompletions(c echo.Context) error {
 		// the cache would reject.
 		return s.bypass(c, nil, start)
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), req.Body, s.cfg.MaxBodyBytes))
+	body, err := s.readBody(c)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return &Error{Status: http.StatusRequestEntityTooLarge, Type: "invalid_request_error", Code: "request_too_large",
-				Message: fmt.Sprintf("request body exceeds %d bytes", s.cfg.MaxBodyBytes)}
-		}
-		return badRequest("unreadable_body", "could not read request body")
+		return err
 	}
 	ctl, err := s.parseControls(req.Header)
 	if err != nil {
@@ -287,12 +282,7 @@ func (s *Server) chatCompletions(c echo.Context) error {
 			return nil // the client went away; nobody to answer
 		}
 		h.Set(HeaderStatus, string(semantic.Miss))
-		if errors.Is(err, context.DeadlineExceeded) {
-			s.log.Warn("upstream timed out", "err", err)
-			return &Error{Status: http.StatusGatewayTimeout, Type: "upstream_error", Code: "upstream_timeout", Message: "upstream did not answer within the upstream timeout"}
-		}
-		s.log.Warn("upstream call failed", "err", err)
-		return &Error{Status: http.StatusBadGateway, Type: "upstream_error", Code: "upstream_unreachable", Message: "upstream unreachable"}
+		return s.upstreamFailure(err)
 	}
 	for k, v := range res.Header {
 		if !skipHeader[http.CanonicalHeaderKey(k)] {
@@ -358,18 +348,36 @@ func (s *Server) bypass(c echo.Context, body []byte, start time.Time) error {
 // fetch calls the upstream's chat completions endpoint with the client's
 // body and returns its answer unchanged.
 func (s *Server) fetch(ctx context.Context, in http.Header, body []byte) (semantic.Upstream, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.upstream.JoinPath("chat", "completions").String(), bytes.NewReader(body))
+	return s.postUpstream(ctx, in, body, "chat", "completions")
+}
+
+// newUpstreamRequest builds a POST of body to the upstream endpoint at path
+// (segments below the upstream base URL), carrying the client's
+// OpenAI-Organization, OpenAI-Project and User-Agent headers and the
+// upstream Authorization (see setAuth). accept is the Accept header.
+func (s *Server) newUpstreamRequest(ctx context.Context, in http.Header, body []byte, accept string, path ...string) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.upstream.JoinPath(path...).String(), bytes.NewReader(body))
 	if err != nil {
-		return semantic.Upstream{}, err
+		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Accept", accept)
 	for _, k := range []string{"OpenAI-Organization", "OpenAI-Project", "User-Agent"} {
 		if v := in.Get(k); v != "" {
 			req.Header.Set(k, v)
 		}
 	}
 	s.setAuth(req.Header, in)
+	return req, nil
+}
+
+// postUpstream POSTs body to the upstream endpoint at path and returns the
+// whole answer unchanged.
+func (s *Server) postUpstream(ctx context.Context, in http.Header, body []byte, path ...string) (semantic.Upstream, error) {
+	req, err := s.newUpstreamRequest(ctx, in, body, "application/json", path...)
+	if err != nil {
+		return semantic.Upstream{}, err
+	}
 	resp, err := s.client.Do(req)
 	if err != nil {
 		return semantic.Upstream{}, err
@@ -381,4 +389,30 @@ func (s *Server) fetch(ctx context.Context, in http.Header, body []byte) (semant
 		return semantic.Upstream{}, fmt.Errorf("read upstream body: %w", err)
 	}
 	return semantic.Upstream{Status: resp.StatusCode, ContentType: resp.Header.Get("Content-Type"), Header: resp.Header, Body: b}, nil
+}
+
+// readBody reads the request body up to MaxBodyBytes: a larger one is a
+// 413, an unreadable one a 400.
+func (s *Server) readBody(c echo.Context) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, &Error{Status: http.StatusRequestEntityTooLarge, Type: "invalid_request_error", Code: "request_too_large",
+				Message: fmt.Sprintf("request body exceeds %d bytes", s.cfg.MaxBodyBytes)}
+		}
+		return nil, badRequest("unreadable_body", "could not read request body")
+	}
+	return body, nil
+}
+
+// upstreamFailure maps an upstream call that got no answer to 504 (timed
+// out) or 502.
+func (s *Server) upstreamFailure(err error) *Error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		s.log.Warn("upstream timed out", "err", err)
+		return &Error{Status: http.StatusGatewayTimeout, Type: "upstream_error", Code: "upstream_timeout", Message: "upstream did not answer within the upstream timeout"}
+	}
+	s.log.Warn("upstream call failed", "err", err)
+	return &Error{Status: http.StatusBadGateway, Type: "upstream_error", Code: "upstream_unreachable", Message: "upstream unreachable"}
 }

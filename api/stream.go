@@ -132,18 +132,10 @@ func (s *Server) streamCompletion(c echo.Context, id semantic.Identity, ctl cont
 // postStream POSTs the client's body to the upstream's chat completions
 // endpoint on ctx and returns the response with its body unread.
 func (s *Server) postStream(ctx context.Context, in http.Header, body []byte) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.upstream.JoinPath("chat", "completions").String(), bytes.NewReader(body))
+	req, err := s.newUpstreamRequest(ctx, in, body, "text/event-stream", "chat", "completions")
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "text/event-stream")
-	for _, k := range []string{"OpenAI-Organization", "OpenAI-Project", "User-Agent"} {
-		if v := in.Get(k); v != "" {
-			req.Header.Set(k, v)
-		}
-	}
-	s.setAuth(req.Header, in)
 	return s.client.Do(req)
 }
 

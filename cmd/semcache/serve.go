@@ -59,6 +59,7 @@ type serveConfig struct {
 	ttlRules        string
 	maxEntries      int
 	maxBodyBytes    int64
+	maxStreamBytes  int64
 	upstreamTimeout time.Duration
 	shutdownTimeout time.Duration
 	namespace       string
@@ -97,6 +98,7 @@ var envFlags = map[string]string{
 	"max-ttl":               "SEMCACHE_MAX_TTL",
 	"ttl-rules":             "SEMCACHE_TTL_RULES",
 	"max-entries":           "SEMCACHE_MAX_ENTRIES",
+	"max-stream-bytes":      "SEMCACHE_MAX_STREAM_BYTES",
 	"max-body-bytes":        "SEMCACHE_MAX_BODY_BYTES",
 	"upstream-timeout":      "SEMCACHE_UPSTREAM_TIMEOUT",
 	"shutdown-timeout":      "SEMCACHE_SHUTDOWN_TIMEOUT",
@@ -140,6 +142,7 @@ func parseServe(args []string, getenv func(string) string, help io.Writer) (serv
 	fs.StringVar(&c.ttlRules, "ttl-rules", "default", "TTL rules: default (the built-in set, docs/ttl-rules.md), none, or a JSON rules file")
 	durationFlag(fs, &c.maxTTL, "max-ttl", 24*time.Hour, "largest entry lifetime a request may ask for with X-Semcache-TTL")
 	intFlag(fs, &c.maxEntries, "max-entries", 100000, "maximum entries held by the memory backend (LRU beyond)")
+	int64Flag(fs, &c.maxStreamBytes, "max-stream-bytes", 4<<20, "largest streamed answer recorded for the cache, in bytes of the event stream; longer ones are relayed but not stored")
 	int64Flag(fs, &c.maxBodyBytes, "max-body-bytes", 4<<20, "largest request body accepted, in bytes (413 beyond)")
 	durationFlag(fs, &c.upstreamTimeout, "upstream-timeout", 120*time.Second, "bound on one upstream chat completion")
 	durationFlag(fs, &c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long requests in flight may finish before they are cut")
@@ -228,6 +231,9 @@ func (c *serveConfig) validate() error {
 	}
 	if c.maxEntries <= 0 {
 		return fmt.Errorf("--max-entries %d: must be > 0", c.maxEntries)
+	}
+	if c.maxStreamBytes <= 0 {
+		return fmt.Errorf("--max-stream-bytes %d: must be > 0", c.maxStreamBytes)
 	}
 	if c.maxBodyBytes <= 0 {
 		return fmt.Errorf("--max-body-bytes %d: must be > 0", c.maxBodyBytes)
@@ -443,7 +449,7 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func
 	}
 	srv, err := api.New(api.Config{
 		Upstream: upstream, UpstreamAPIKey: cfg.upstreamKey, SharedNamespace: cfg.namespace,
-		CacheDisabled: !cfg.enabled, MaxBodyBytes: cfg.maxBodyBytes, MaxTTL: cfg.maxTTL, Rules: rules, Logger: log,
+		CacheDisabled: !cfg.enabled, MaxBodyBytes: cfg.maxBodyBytes, MaxStreamBytes: cfg.maxStreamBytes, MaxTTL: cfg.maxTTL, Rules: rules, Logger: log,
 		AdminToken: cfg.adminToken,
 	}, cache)
 	if err != nil {

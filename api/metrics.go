@@ -112,7 +112,8 @@ var requestLabels = []struct{ outcome, tier string }{
 type cacheCollector struct {
 	cache *semantic.Cache
 
-	requests, upstreamCalls, upstreamErrors, lookupErrors, storeErrors, tokensSaved, entries *prometheus.Desc
+	requests, upstreamCalls, upstreamErrors, lookupErrors, storeErrors, tokensSaved, costSaved, unpricedHits,
+	evictions, expired, entries *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*cacheCollector)(nil)
@@ -137,6 +138,14 @@ func newCacheCollector(cache *semantic.Cache) *cacheCollector {
 		tokensSaved: desc("tokens_saved_total",
 			"Tokens of the stored answers that served hits, by kind (prompt, completion): usage not spent upstream.",
 			"kind"),
+		costSaved: desc("cost_saved_usd_total",
+			"US dollars the tokens saved by hits would have cost upstream, at the list price of each entry's model in the pricing table (--pricing); 0 without one."),
+		unpricedHits: desc("unpriced_hits_total",
+			"Hits whose entry's model has no price in the pricing table: their tokens are in semcache_tokens_saved_total but not in semcache_cost_saved_usd_total."),
+		evictions: desc("evictions_total",
+			"Entries the memory backend's LRU evicted to stay within --max-entries (deletions and expiry excluded). Always 0 on Redis, which evicts under its own maxmemory policy: see its INFO stats evicted_keys."),
+		expired: desc("expired_total",
+			"Expired entries the memory backend deleted (by its sweep or when read). Always 0 on Redis, which expires keys itself: see its INFO stats expired_keys."),
 		entries: desc("entries",
 			"Live cache entries, counted at scrape time."),
 	}
@@ -144,7 +153,10 @@ func newCacheCollector(cache *semantic.Cache) *cacheCollector {
 
 // Describe sends the descriptors of every metric Collect sends.
 func (cc *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{cc.requests, cc.upstreamCalls, cc.upstreamErrors, cc.lookupErrors, cc.storeErrors, cc.tokensSaved, cc.entries} {
+	for _, d := range []*prometheus.Desc{
+		cc.requests, cc.upstreamCalls, cc.upstreamErrors, cc.lookupErrors, cc.storeErrors, cc.tokensSaved,
+		cc.costSaved, cc.unpricedHits, cc.evictions, cc.expired, cc.entries,
+	} {
 		ch <- d
 	}
 }
@@ -168,6 +180,12 @@ func (cc *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(cc.storeErrors, s.StoreErrors.Load())
 	counter(cc.tokensSaved, s.PromptTokensSaved.Load(), "prompt")
 	counter(cc.tokensSaved, s.CompletionTokensSaved.Load(), "completion")
+	ch <- prometheus.MustNewConstMetric(cc.costSaved, prometheus.CounterValue, float64(s.CostSavedMicroUSD.Load())/1e6)
+	counter(cc.unpricedHits, s.UnpricedHits.Load())
+	evictions, _ := cc.cache.Evictions() // 0 when the store does not count them
+	counter(cc.evictions, evictions)
+	expired, _ := cc.cache.Expired()
+	counter(cc.expired, expired)
 
 	ctx, cancel := context.WithTimeout(context.Background(), entriesTimeout)
 	defer cancel()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
@@ -89,6 +90,11 @@ type Memory struct {
 	// evictedRecs holds the records evicted alongside evicted.
 	evictedRecs []*memRecord
 
+	// evictions counts the LRU's evictions (see Evictions); expired counts
+	// expired entries deleted (see Expired).
+	evictions atomic.Int64
+	expired   atomic.Int64
+
 	stop chan struct{}
 	done chan struct{}
 	once sync.Once
@@ -159,7 +165,9 @@ func (m *Memory) Get(_ context.Context, key string) ([]byte, bool, error) {
 		return nil, false, nil
 	}
 	if expired {
-		m.removeIf(key, r)
+		if m.removeIf(key, r) {
+			m.expired.Add(1)
+		}
 		return nil, false, nil
 	}
 	return r.value, true, nil
@@ -195,6 +203,9 @@ func (m *Memory) Set(_ context.Context, key, scope string, value []byte, vec []f
 		m.untagLocked(key, old)
 	}
 	evKeys, evRecs := m.takeEvictedLocked()
+	// Only Add evicts: Remove and Purge, which also call the LRU's
+	// callback, discard what it collected.
+	m.evictions.Add(int64(len(evKeys)))
 	part := m.parts[scope]
 	if vec != nil && part == nil {
 		var err error
@@ -318,8 +329,19 @@ func (m *Memory) Sweep() int {
 			n++
 		}
 	}
+	m.expired.Add(int64(n))
 	return n
 }
+
+// Evictions returns the number of entries the LRU has evicted since start
+// to stay within MaxEntries. Deletions (Delete, tag invalidation, Flush),
+// expiry and replacements by Set are not evictions.
+func (m *Memory) Evictions() int64 { return m.evictions.Load() }
+
+// Expired returns the number of expired entries deleted since start, by
+// the sweep or when read. Expired entries deleted otherwise (Delete, Flush)
+// are not counted.
+func (m *Memory) Expired() int64 { return m.expired.Load() }
 
 // Close stops the background sweep. It does not delete any entry.
 func (m *Memory) Close() error {

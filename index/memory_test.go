@@ -679,3 +679,57 @@ func TestMemorySearchDuringMove(t *testing.T) {
 		}
 	}
 }
+
+// TestMemoryEvictionAndExpiryCounts checks that Evictions counts only the
+// LRU's evictions, and Expired only expired entries deleted by a read or
+// the sweep: replacements, deletions and Flush count in neither.
+func TestMemoryEvictionAndExpiryCounts(t *testing.T) {
+	ctx := context.Background()
+	m, clock := newTestMemory(t, "flat", 2)
+	want := func(evictions, expired int64) {
+		t.Helper()
+		if got := m.Evictions(); got != evictions {
+			t.Errorf("Evictions = %d, want %d", got, evictions)
+		}
+		if got := m.Expired(); got != expired {
+			t.Errorf("Expired = %d, want %d", got, expired)
+		}
+	}
+	memSet(t, m, "a", "s", memX)
+	memSet(t, m, "b", "s", memY)
+	memSet(t, m, "b", "s", memZ) // a replacement, not an eviction
+	want(0, 0)
+	memSet(t, m, "c", "s", memXY) // a third entry in a store of 2 evicts a
+	want(1, 0)
+	if _, ok := memGet(t, m, "a"); ok {
+		t.Error("a was not evicted")
+	}
+
+	if ok, err := m.Delete(ctx, "b"); err != nil || !ok {
+		t.Fatalf("Delete(b) = %v, %v", ok, err)
+	}
+	want(1, 0)
+
+	if err := m.Set(ctx, "short", "s", []byte("v"), nil, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Set(ctx, "short2", "s", []byte("v"), nil, time.Second); err != nil { // evicts c
+		t.Fatal(err)
+	}
+	want(2, 0)
+	clock.Advance(time.Second)
+	if _, ok := memGet(t, m, "short"); ok { // deleted when read
+		t.Error("Get(short) hit after its expiry")
+	}
+	want(2, 1)
+	if n := m.Sweep(); n != 1 {
+		t.Errorf("Sweep = %d, want 1", n)
+	}
+	want(2, 2)
+
+	memSet(t, m, "d", "s", memX)
+	if _, err := m.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want(2, 2)
+}

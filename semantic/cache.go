@@ -77,6 +77,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock for entry ages. nil means time.Now.
 	Now func() time.Time
+	// Pricing turns the tokens saved by hits into dollars saved
+	// (Stats.CostSavedMicroUSD), at the price of the model of the entry
+	// that served each hit. nil means no cost accounting: the cost saved
+	// and UnpricedHits stay 0. DefaultPricing is the built-in table.
+	Pricing *Pricing
 }
 
 // similarityTolerance absorbs float32 rounding in dot products of unit
@@ -205,8 +210,9 @@ type Result struct {
 	// StreamChunks); nil otherwise. Body is then their aggregate.
 	Stream []string
 
-	// token usage of the entry that served a hit, for the stats
+	// token usage and model of the entry that served a hit, for the stats
 	savedPrompt, savedCompletion int
+	savedModel                   string
 }
 
 // Entry is what the cache stores per answer, encoded as JSON in the Store.
@@ -214,6 +220,10 @@ type Entry struct {
 	Key    string `json:"key"`
 	Scope  string `json:"scope"`
 	Prompt string `json:"prompt"`
+	// Model is the request's model (Identity.Model); a hit's tokens saved
+	// are priced at this model's price (see Config.Pricing). Empty in
+	// entries stored before it was recorded: their hits are unpriced.
+	Model string `json:"model,omitempty"`
 	// Response is the upstream's 200 body, byte for byte.
 	Response    string `json:"response"`
 	ContentType string `json:"content_type,omitempty"`
@@ -374,6 +384,7 @@ func (c *Cache) keep(ctx context.Context, id Identity, o Options, up Upstream, s
 		Key:              id.Key,
 		Scope:            id.Scope,
 		Prompt:           id.Normalized,
+		Model:            id.Model,
 		Response:         string(up.Body),
 		ContentType:      up.ContentType,
 		CreatedAt:        c.cfg.Now().UnixMilli(),
@@ -498,8 +509,9 @@ func Cacheable(up Upstream) (Usage, bool) {
 	return body.Usage, true
 }
 
-// withTokens records the entry's usage on the result for the stats.
+// withTokens records the entry's usage and model on the result for the
+// stats.
 func (r Result) withTokens(e Entry) Result {
-	r.savedPrompt, r.savedCompletion = e.PromptTokens, e.CompletionTokens
+	r.savedPrompt, r.savedCompletion, r.savedModel = e.PromptTokens, e.CompletionTokens, e.Model
 	return r
 }

@@ -2,7 +2,10 @@ package semantic
 
 import (
 	"context"
+	"math"
 	"sync/atomic"
+
+	"github.com/semcache/semcache/index"
 )
 
 // Stats are the cache's counters since start. Every field is safe for
@@ -38,6 +41,16 @@ type Stats struct {
 	// entries that served hits.
 	PromptTokensSaved     atomic.Int64
 	CompletionTokensSaved atomic.Int64
+	// CostSavedMicroUSD adds up, in millionths of a US dollar, what the
+	// usage of the entries that served hits costs at their model's price
+	// (Config.Pricing), each hit's cost rounded to the nearest
+	// micro-dollar. It stays 0 without a pricing table.
+	CostSavedMicroUSD atomic.Int64
+	// UnpricedHits counts hits whose entry's model has no price in the
+	// table (or, from before models were recorded, no model); their tokens
+	// are in the tokens saved but not in the cost saved. It stays 0
+	// without a pricing table.
+	UnpricedHits atomic.Int64
 }
 
 // Stats returns the cache's live counters.
@@ -60,6 +73,12 @@ type Snapshot struct {
 	StoreErrors           int64   `json:"store_errors"`
 	PromptTokensSaved     int64   `json:"prompt_tokens_saved"`
 	CompletionTokensSaved int64   `json:"completion_tokens_saved"`
+	CostSavedUSD          float64 `json:"cost_saved_usd"` // CostSavedMicroUSD / 10⁶
+	UnpricedHits          int64   `json:"unpriced_hits"`
+	// Evictions counts entries the store dropped to stay within its size
+	// bound (the memory backend's LRU); 0 on stores that do not report
+	// them (Redis: see INFO evicted_keys).
+	Evictions int64 `json:"evictions"`
 }
 
 // Snapshot copies the counters and counts the live entries.
@@ -77,7 +96,10 @@ func (c *Cache) Snapshot(ctx context.Context) Snapshot {
 		StoreErrors:           s.StoreErrors.Load(),
 		PromptTokensSaved:     s.PromptTokensSaved.Load(),
 		CompletionTokensSaved: s.CompletionTokensSaved.Load(),
+		CostSavedUSD:          float64(s.CostSavedMicroUSD.Load()) / 1e6,
+		UnpricedHits:          s.UnpricedHits.Load(),
 	}
+	out.Evictions, _ = c.Evictions()
 	out.Hits = out.ExactHits + out.SemanticHits
 	if out.Requests > 0 {
 		out.HitRate = float64(out.Hits) / float64(out.Requests)
@@ -103,5 +125,63 @@ func (c *Cache) count(r Result) {
 	if r.Outcome == Hit {
 		c.stats.PromptTokensSaved.Add(int64(r.savedPrompt))
 		c.stats.CompletionTokensSaved.Add(int64(r.savedCompletion))
+		c.countCost(r)
 	}
+}
+
+// countCost adds the cost of a hit's saved tokens to the stats, or counts
+// the hit as unpriced. Without a pricing table it does nothing.
+func (c *Cache) countCost(r Result) {
+	if c.cfg.Pricing == nil {
+		return
+	}
+	price, ok := c.cfg.Pricing.Lookup(r.savedModel)
+	if !ok {
+		c.stats.UnpricedHits.Add(1)
+		return
+	}
+	c.stats.CostSavedMicroUSD.Add(int64(math.Round(price.microUSD(r.savedPrompt, r.savedCompletion))))
+}
+
+// evictionCounter is implemented by stores that evict entries on their own
+// to stay within a size bound (index.Memory).
+type evictionCounter interface {
+	// Evictions is the number of entries evicted since start, excluding
+	// deletions and expiry.
+	Evictions() int64
+}
+
+// expiryCounter is implemented by stores that delete expired entries
+// themselves and count them (index.Memory).
+type expiryCounter interface {
+	// Expired is the number of expired entries deleted since start.
+	Expired() int64
+}
+
+// index.Memory reports its evictions and expiries; Redis does neither.
+var (
+	_ evictionCounter = (*index.Memory)(nil)
+	_ expiryCounter   = (*index.Memory)(nil)
+)
+
+// Evictions returns how many entries the store has evicted to stay within
+// its size bound since start (LRU evictions of index.Memory; deletions and
+// expiry are not evictions). ok is false when the store does not report
+// evictions: Redis evicts under its own maxmemory policy and counts them in
+// INFO stats evicted_keys.
+func (c *Cache) Evictions() (n int64, ok bool) {
+	if ec, ok := c.store.(evictionCounter); ok {
+		return ec.Evictions(), true
+	}
+	return 0, false
+}
+
+// Expired returns how many expired entries the store has deleted since
+// start. ok is false when the store does not report them: Redis expires
+// keys itself and counts them in INFO stats expired_keys.
+func (c *Cache) Expired() (n int64, ok bool) {
+	if ec, ok := c.store.(expiryCounter); ok {
+		return ec.Expired(), true
+	}
+	return 0, false
 }

@@ -57,6 +57,7 @@ type serveConfig struct {
 	ttl             time.Duration
 	maxTTL          time.Duration
 	ttlRules        string
+	pricing         string
 	maxEntries      int
 	maxBodyBytes    int64
 	maxStreamBytes  int64
@@ -97,6 +98,7 @@ var envFlags = map[string]string{
 	"ttl":                   "SEMCACHE_TTL",
 	"max-ttl":               "SEMCACHE_MAX_TTL",
 	"ttl-rules":             "SEMCACHE_TTL_RULES",
+	"pricing":               "SEMCACHE_PRICING",
 	"max-entries":           "SEMCACHE_MAX_ENTRIES",
 	"max-stream-bytes":      "SEMCACHE_MAX_STREAM_BYTES",
 	"max-body-bytes":        "SEMCACHE_MAX_BODY_BYTES",
@@ -140,6 +142,7 @@ func parseServe(args []string, getenv func(string) string, help io.Writer) (serv
 	intFlag(fs, &c.topK, "top-k", 4, "neighbours per KNN query")
 	durationFlag(fs, &c.ttl, "ttl", time.Hour, "entry time to live")
 	fs.StringVar(&c.ttlRules, "ttl-rules", "default", "TTL rules: default (the built-in set, docs/ttl-rules.md), none, or a JSON rules file")
+	fs.StringVar(&c.pricing, "pricing", "default", "model prices that turn tokens saved into dollars saved: default (the built-in OpenAI list prices, docs/pricing.md), none, or a JSON pricing file")
 	durationFlag(fs, &c.maxTTL, "max-ttl", 24*time.Hour, "largest entry lifetime a request may ask for with X-Semcache-TTL")
 	intFlag(fs, &c.maxEntries, "max-entries", 100000, "maximum entries held by the memory backend (LRU beyond)")
 	int64Flag(fs, &c.maxStreamBytes, "max-stream-bytes", 4<<20, "largest streamed answer recorded for the cache, in bytes of the event stream; longer ones are relayed but not stored")
@@ -265,6 +268,9 @@ func (c *serveConfig) validate() error {
 	if _, err := c.rules(); err != nil {
 		return err
 	}
+	if _, err := c.pricingTable(); err != nil {
+		return err
+	}
 	if _, err := c.logger(io.Discard); err != nil {
 		return err
 	}
@@ -297,6 +303,22 @@ func (c *serveConfig) rules() (*semantic.Rules, error) {
 		return nil, fmt.Errorf("--ttl-rules: %w", err)
 	}
 	return r, nil
+}
+
+// pricingTable returns the pricing table in force: the built-in one, none
+// (nil: no cost accounting), or a pricing file.
+func (c *serveConfig) pricingTable() (*semantic.Pricing, error) {
+	switch c.pricing {
+	case "default":
+		return semantic.DefaultPricing(), nil
+	case "none", "":
+		return nil, nil
+	}
+	p, err := semantic.LoadPricing(c.pricing)
+	if err != nil {
+		return nil, fmt.Errorf("--pricing: %w", err)
+	}
+	return p, nil
 }
 
 func (c *serveConfig) normalization() (semantic.Normalization, error) {
@@ -440,9 +462,18 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func
 	defer store.Close()
 	norm, _ := cfg.normalization()
 	rules, _ := cfg.rules()
+	pricing, err := cfg.pricingTable() // validated, but the file may have changed since
+	if err != nil {
+		return err
+	}
+	if pricing != nil {
+		log.Info("pricing table loaded: check its prices against your provider's", "pricing", cfg.pricing,
+			"models", pricing.Len(), "source", pricing.Source(), "as_of", pricing.AsOf())
+	}
 	cache, err := semantic.New(semantic.Config{
 		Threshold: cfg.thresholdValue(), TopK: cfg.topK, TTL: cfg.ttl,
 		UpstreamTimeout: cfg.upstreamTimeout, Normalization: norm, Logger: log,
+		Pricing: pricing,
 	}, emb, store)
 	if err != nil {
 		return err

@@ -7,9 +7,13 @@ import (
 	"flag"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/semcache/semcache/semantic"
 )
 
 func env(kv map[string]string) func(string) string {
@@ -82,6 +86,8 @@ func TestParseServeRejects(t *testing.T) {
 		{"bad log level", []string{"--log-level", "loud"}, nil, "--log-level"},
 		{"hnsw m", []string{"--hnsw-m", "1"}, nil, "--hnsw-m"},
 		{"stray argument", []string{"now"}, nil, "unexpected argument"},
+		{"missing pricing file", []string{"--pricing", "/nonexistent/pricing.json"}, nil, "--pricing: semantic: load pricing"},
+		{"pricing from env", nil, map[string]string{"SEMCACHE_PRICING": "/nonexistent/pricing.json"}, "--pricing"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -172,5 +178,45 @@ func TestServeWithSimulatedUpstream(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "SIMULATED upstream") {
 		t.Errorf("the simulated upstream is not announced in the log:\n%s", logs.String())
+	}
+}
+
+func TestParseServePricing(t *testing.T) {
+	c, err := parseServe(nil, env(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := c.pricingTable(); err != nil || p != semantic.DefaultPricing() {
+		t.Errorf("default: pricing %v, %v; want the built-in table", p, err)
+	}
+	c, err = parseServe([]string{"--pricing", "none"}, env(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := c.pricingTable(); err != nil || p != nil {
+		t.Errorf("none: pricing %v, %v; want nil", p, err)
+	}
+
+	dir := t.TempDir()
+	good := filepath.Join(dir, "pricing.json")
+	if err := os.WriteFile(good, []byte(`{"models":{"m":{"input_per_mtok":1,"output_per_mtok":2}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err = parseServe(nil, env(map[string]string{"SEMCACHE_PRICING": good}), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := c.pricingTable(); err != nil || p.Len() != 1 {
+		t.Errorf("SEMCACHE_PRICING=%s: pricing %v, %v; want its one model", good, p, err)
+	}
+
+	bad := filepath.Join(dir, "bad.json")
+	if err := os.WriteFile(bad, []byte(`{"models":{"gpt-4o":{"input_per_mtok":-2.5,"output_per_mtok":10}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = parseServe([]string{"--pricing", bad}, env(nil), &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "--pricing") || !strings.Contains(err.Error(), bad) ||
+		!strings.Contains(err.Error(), `models["gpt-4o"]: field input_per_mtok`) {
+		t.Errorf("bad file: %v, want an error naming --pricing, the file, the model and the field", err)
 	}
 }

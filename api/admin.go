@@ -60,6 +60,10 @@ const (
 // validAdminToken reports whether a configured admin token is usable: at
 // least minAdminTokenLen bytes, without white space or control characters
 // (a header could not carry them).
+// ValidAdminToken reports whether t is acceptable as an admin token: at
+// least 16 characters without white space or control characters.
+func ValidAdminToken(t string) bool { return validAdminToken(t) }
+
 func validAdminToken(t string) bool {
 	return len(t) >= minAdminTokenLen && strings.IndexFunc(t, func(r rune) bool {
 		return r <= ' ' || r == 0x7f || unicode.IsSpace(r) || unicode.IsControl(r)

@@ -125,7 +125,7 @@ func newCacheCollector(cache *semantic.Cache) *cacheCollector {
 	return &cacheCollector{
 		cache: cache,
 		requests: desc("requests_total",
-			"Chat completion requests answered, by outcome (hit, miss, bypass) and tier of hits (exact, semantic; empty otherwise).",
+			"Chat completion and embeddings requests answered, by outcome (hit, miss, bypass) and tier of hits (exact, semantic; empty otherwise). An embeddings request is a hit only when every input was cached.",
 			"outcome", "tier"),
 		upstreamCalls: desc("upstream_calls_total",
 			"Upstream chat completion calls made by the cache; concurrent identical misses share one, bypasses are not counted."),

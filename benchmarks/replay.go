@@ -330,7 +330,7 @@ func loopbackURL(raw string) (*url.URL, error) {
 	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
 		return u, nil
 	}
-	return nil, fmt.Errorf("--target %q: host %q is not loopback; replay only talks to a proxy on localhost, 127.0.0.0/8 or ::1", raw, host)
+	return nil, fmt.Errorf("--target %q: host %q is not loopback; the harness only talks to a proxy on localhost, 127.0.0.0/8 or ::1", raw, host)
 }
 
 // newReplayClient returns a client that never uses an environment proxy

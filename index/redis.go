@@ -146,6 +146,7 @@ func NewRedis(ctx context.Context, cfg RedisConfig) (*Redis, error) {
 	default:
 		opts.MaxRetries = cfg.MaxRetries
 	}
+	quietRedisLog.Do(func() { redis.SetLogger(discardRedisLog{}) })
 	name := sanitizeName(cfg.Fingerprint)
 	rdb := redis.NewClient(opts)
 	if cfg.RetryInterval > 0 {
@@ -163,6 +164,17 @@ func NewRedis(ctx context.Context, cfg RedisConfig) (*Redis, error) {
 	}
 	return r, nil
 }
+
+// quietRedisLog silences go-redis's own logger (process-wide, once): it
+// printed a line per failed dial to stderr, unthrottled and outside the
+// proxy's structured log. Every failure it reported also comes back as an
+// error from a command, which the cache logs at most once per 10 s per kind
+// and counts in its stats.
+var quietRedisLog sync.Once
+
+type discardRedisLog struct{}
+
+func (discardRedisLog) Printf(context.Context, string, ...any) {}
 
 func orDefault(d, def time.Duration) time.Duration {
 	if d == 0 {

@@ -143,7 +143,7 @@ func parseServe(args []string, getenv func(string) string, help io.Writer) (serv
 	durationFlag(fs, &c.ttl, "ttl", time.Hour, "entry time to live")
 	fs.StringVar(&c.ttlRules, "ttl-rules", "default", "TTL rules: default (the built-in set, docs/ttl-rules.md), none, or a JSON rules file")
 	fs.StringVar(&c.pricing, "pricing", "default", "model prices that turn tokens saved into dollars saved: default (the built-in OpenAI list prices, docs/pricing.md), none, or a JSON pricing file")
-	durationFlag(fs, &c.maxTTL, "max-ttl", 24*time.Hour, "largest entry lifetime a request may ask for with X-Semcache-TTL")
+	durationFlag(fs, &c.maxTTL, "max-ttl", 24*time.Hour, "largest entry lifetime a request (X-Semcache-TTL) or a TTL rule may give")
 	intFlag(fs, &c.maxEntries, "max-entries", 100000, "maximum entries held by the memory backend (LRU beyond)")
 	int64Flag(fs, &c.maxStreamBytes, "max-stream-bytes", 4<<20, "largest streamed answer recorded for the cache, in bytes of the event stream; longer ones are relayed but not stored")
 	int64Flag(fs, &c.maxBodyBytes, "max-body-bytes", 4<<20, "largest request body accepted, in bytes (413 beyond)")
@@ -229,8 +229,14 @@ func (c *serveConfig) validate() error {
 	if c.ttl <= 0 {
 		return fmt.Errorf("--ttl %v: must be > 0", c.ttl)
 	}
+	if c.adminToken != "" && !api.ValidAdminToken(c.adminToken) {
+		return errors.New("SEMCACHE_ADMIN_TOKEN: want at least 16 characters without white space or control characters (the value is not shown)")
+	}
 	if c.maxTTL <= 0 {
 		return fmt.Errorf("--max-ttl %v: must be > 0", c.maxTTL)
+	}
+	if c.ttl > c.maxTTL {
+		return fmt.Errorf("--ttl %v is above --max-ttl %v", c.ttl, c.maxTTL)
 	}
 	if c.maxEntries <= 0 {
 		return fmt.Errorf("--max-entries %d: must be > 0", c.maxEntries)

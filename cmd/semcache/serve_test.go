@@ -86,6 +86,8 @@ func TestParseServeRejects(t *testing.T) {
 		{"bad log level", []string{"--log-level", "loud"}, nil, "--log-level"},
 		{"hnsw m", []string{"--hnsw-m", "1"}, nil, "--hnsw-m"},
 		{"stray argument", []string{"now"}, nil, "unexpected argument"},
+		{"short admin token", nil, map[string]string{"SEMCACHE_ADMIN_TOKEN": "short"}, "SEMCACHE_ADMIN_TOKEN"},
+		{"ttl above max-ttl", []string{"--ttl", "48h"}, nil, "--max-ttl"},
 		{"missing pricing file", []string{"--pricing", "/nonexistent/pricing.json"}, nil, "--pricing: semantic: load pricing"},
 		{"pricing from env", nil, map[string]string{"SEMCACHE_PRICING": "/nonexistent/pricing.json"}, "--pricing"},
 	}

@@ -38,7 +38,7 @@ func (s *Server) embeddings(c echo.Context) error {
 		if errors.Is(err, semantic.ErrTokenInput) {
 			return badRequest("unsupported_input", err.Error())
 		}
-		return badRequest("invalid_request", err.Error())
+		return invalidRequest(err)
 	}
 
 	header := req.Header.Clone()

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/semcache/semcache/semantic"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
@@ -20,12 +21,25 @@ type Error struct {
 	Code string
 	// Message is shown to the client.
 	Message string
+	// Param names the offending request field, when there is one.
+	Param string
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e.Type, e.Message) }
 
 func badRequest(code, msg string) *Error {
 	return &Error{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: code, Message: msg}
+}
+
+// invalidRequest is the 400 for a request body the cache cannot accept;
+// when err names a field (semantic.FieldError), it becomes "param".
+func invalidRequest(err error) *Error {
+	e := badRequest("invalid_request", err.Error())
+	var fe *semantic.FieldError
+	if errors.As(err, &fe) {
+		e.Param = fe.Field
+	}
+	return e
 }
 
 // errorBody is the OpenAI error shape: {"error":{"message","type","code"}}.
@@ -70,6 +84,10 @@ func (e *Error) body() errorBody {
 	var b errorBody
 	b.Error.Message = e.Message
 	b.Error.Type = e.Type
+	if e.Param != "" {
+		param := e.Param
+		b.Error.Param = &param
+	}
 	if e.Code != "" {
 		code := e.Code
 		b.Error.Code = &code

@@ -253,7 +253,7 @@ func (s *Server) chatCompletions(c echo.Context) error {
 	}
 	id, rq, err := semantic.Identify(body, ctl.tenant, ctl.namespace, s.cache.Normalization())
 	if err != nil {
-		return badRequest("invalid_request", err.Error())
+		return invalidRequest(err)
 	}
 	if rq.Cacheable {
 		var rule string

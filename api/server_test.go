@@ -764,3 +764,28 @@ func sourceOf(q string) string {
 	}
 	return q
 }
+
+// TestBadInputNamesParam: a malformed field is named in the OpenAI error's
+// "param", as OpenAI does.
+func TestBadInputNamesParam(t *testing.T) {
+	p := newProxy(t, newUpstream(t, nil), nil)
+	for body, want := range map[string]string{
+		`{"model":"m","temperature":"hot","messages":[{"role":"user","content":"hi"}]}`: "temperature",
+		`{"model":"m","messages":[{"role":"user"},{"content":"hi"}]}`:                   "messages[1].role",
+		`{"model":"m","messages":"hi"}`:                                                 "messages",
+	} {
+		r := p.post(t, "sk-a", body)
+		var e struct {
+			Error struct {
+				Param *string `json:"param"`
+			} `json:"error"`
+		}
+		if err := json.Unmarshal(r.body, &e); err != nil || r.status != 400 || e.Error.Param == nil || *e.Error.Param != want {
+			t.Errorf("%s: %d %s, want 400 with param %q", body, r.status, r.body, want)
+		}
+	}
+	// Errors that are not about one field keep param null.
+	if r := p.post(t, "sk-a", `{"model":`); !strings.Contains(string(r.body), `"param":null`) {
+		t.Errorf("malformed JSON: %s, want param null", r.body)
+	}
+}

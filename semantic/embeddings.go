@@ -90,7 +90,7 @@ func IdentifyEmbeddings(body []byte, tenant string) (EmbeddingsRequest, error) {
 	}
 	model, ok := fields["model"].(string)
 	if !ok || model == "" {
-		return r, fmt.Errorf("%w: field model: want a non-empty string", ErrBadRequest)
+		return r, badField("model: want a non-empty string")
 	}
 	r.Model = model
 	for _, name := range embeddingsParamNames {
@@ -99,12 +99,12 @@ func IdentifyEmbeddings(body []byte, tenant string) (EmbeddingsRequest, error) {
 			continue
 		}
 		if kinds := embeddingsParamKinds[name]; !kinds.matches(v) {
-			return r, fmt.Errorf("%w: field %s: want %s", ErrBadRequest, name, kinds)
+			return r, badField("%s: want %s", name, kinds)
 		}
 	}
 	if d, ok := fields["dimensions"].(json.Number); ok {
 		if f, err := d.Float64(); err != nil || f < 1 {
-			return r, fmt.Errorf("%w: field dimensions: want a positive integer", ErrBadRequest)
+			return r, badField("dimensions: want a positive integer")
 		}
 	}
 	if r.Inputs, err = embeddingsInputs(fields["input"]); err != nil {
@@ -158,15 +158,15 @@ func decodeObject(body []byte) (map[string]any, error) {
 func embeddingsInputs(v any) ([]string, error) {
 	switch in := v.(type) {
 	case nil:
-		return nil, fmt.Errorf("%w: field input: required: a string or an array of strings", ErrBadRequest)
+		return nil, badField("input: required: a string or an array of strings")
 	case string:
 		if in == "" {
-			return nil, fmt.Errorf("%w: field input: must not be an empty string", ErrBadRequest)
+			return nil, badField("input: must not be an empty string")
 		}
 		return []string{in}, nil
 	case []any:
 		if len(in) == 0 {
-			return nil, fmt.Errorf("%w: field input: must not be an empty array", ErrBadRequest)
+			return nil, badField("input: must not be an empty array")
 		}
 		if isTokenInput(in) {
 			return nil, fmt.Errorf("%w: %w: field input: send text, not tokens (the cache keys embeddings by their text)", ErrBadRequest, ErrTokenInput)
@@ -175,16 +175,16 @@ func embeddingsInputs(v any) ([]string, error) {
 		for i, e := range in {
 			s, ok := e.(string)
 			if !ok {
-				return nil, fmt.Errorf("%w: field input[%d]: want a string", ErrBadRequest, i)
+				return nil, badField("input[%d]: want a string", i)
 			}
 			if s == "" {
-				return nil, fmt.Errorf("%w: field input[%d]: must not be an empty string", ErrBadRequest, i)
+				return nil, badField("input[%d]: must not be an empty string", i)
 			}
 			texts[i] = s
 		}
 		return texts, nil
 	default:
-		return nil, fmt.Errorf("%w: field input: want a string or an array of strings", ErrBadRequest)
+		return nil, badField("input: want a string or an array of strings")
 	}
 }
 

@@ -22,6 +22,28 @@ import (
 // of the wrong type). Callers map it to HTTP 400 with errors.Is.
 var ErrBadRequest = errors.New("invalid request")
 
+// FieldError is the error for one malformed field of a request body. It
+// wraps ErrBadRequest; Field is the path of the field as OpenAI's error
+// "param" names it, e.g. "messages[2].role" or "temperature".
+type FieldError struct {
+	Field string
+	// Msg says what the field should be, e.g. "want a number".
+	Msg string
+}
+
+func (e *FieldError) Error() string {
+	return ErrBadRequest.Error() + ": field " + e.Field + ": " + e.Msg
+}
+
+// Unwrap makes errors.Is(err, ErrBadRequest) hold.
+func (e *FieldError) Unwrap() error { return ErrBadRequest }
+
+// badField returns a *FieldError from "FIELD: message" formatted text.
+func badField(format string, args ...any) error {
+	field, msg, _ := strings.Cut(fmt.Sprintf(format, args...), ": ")
+	return &FieldError{Field: field, Msg: msg}
+}
+
 // ignoredParams are the top-level request fields that never change the
 // answer and so are left out of the scope. Every other field, including
 // unknown ones, is part of the scope: an unknown parameter might change the
@@ -214,13 +236,13 @@ func Identify(body []byte, tenant, namespace string, n Normalization) (Identity,
 	}
 	model, ok := fields["model"].(string)
 	if !ok || model == "" {
-		return id, rq, fmt.Errorf("%w: field model: want a non-empty string", ErrBadRequest)
+		return id, rq, badField("model: want a non-empty string")
 	}
 	id.Model = model
 	if s, present := fields["stream"]; present && s != nil {
 		b, ok := s.(bool)
 		if !ok {
-			return id, rq, fmt.Errorf("%w: field stream: want a boolean", ErrBadRequest)
+			return id, rq, badField("stream: want a boolean")
 		}
 		rq.Stream = b
 	}
@@ -231,28 +253,28 @@ func Identify(body []byte, tenant, namespace string, n Normalization) (Identity,
 			continue
 		}
 		if !kinds.matches(v) {
-			return id, rq, fmt.Errorf("%w: field %s: want %s", ErrBadRequest, name, kinds)
+			return id, rq, badField("%s: want %s", name, kinds)
 		}
 	}
 	msgs, ok := fields["messages"].([]any)
 	if !ok {
-		return id, rq, fmt.Errorf("%w: field messages: want an array of message objects", ErrBadRequest)
+		return id, rq, badField("messages: want an array of message objects")
 	}
 	if len(msgs) == 0 {
-		return id, rq, fmt.Errorf("%w: field messages: must not be empty", ErrBadRequest)
+		return id, rq, badField("messages: must not be empty")
 	}
 	for i, m := range msgs {
 		obj, ok := m.(map[string]any)
 		if !ok {
-			return id, rq, fmt.Errorf("%w: field messages[%d]: want an object", ErrBadRequest, i)
+			return id, rq, badField("messages[%d]: want an object", i)
 		}
 		if r, ok := obj["role"].(string); !ok || r == "" {
-			return id, rq, fmt.Errorf("%w: field messages[%d].role: want a non-empty string", ErrBadRequest, i)
+			return id, rq, badField("messages[%d].role: want a non-empty string", i)
 		}
 		switch obj["content"].(type) {
 		case nil, string, []any:
 		default:
-			return id, rq, fmt.Errorf("%w: field messages[%d].content: want a string, null or an array of parts", ErrBadRequest, i)
+			return id, rq, badField("messages[%d].content: want a string, null or an array of parts", i)
 		}
 	}
 

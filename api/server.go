@@ -68,7 +68,9 @@ type Config struct {
 	MaxStreamBytes int64
 	// HTTPClient calls the upstream. nil means a client with no overall
 	// timeout (the cache bounds each call with its UpstreamTimeout, and
-	// streams may run long).
+	// streams may run long) whose transport keeps up to 256 idle
+	// connections per upstream host: net/http's default of 2 makes a busy
+	// gateway open and close a connection for most upstream calls.
 	HTTPClient *http.Client
 	// Logger receives request and error logs. nil means slog.Default().
 	Logger *slog.Logger
@@ -130,7 +132,10 @@ func New(cfg Config, cache *semantic.Cache) (*Server, error) {
 	}
 	client := cfg.HTTPClient
 	if client == nil {
-		client = &http.Client{}
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConns = 1024
+		t.MaxIdleConnsPerHost = 256
+		client = &http.Client{Transport: t}
 	}
 	s := &Server{cfg: cfg, upstream: u, cache: cache, client: client, log: cfg.Logger}
 	s.metrics = newMetrics(cache, cfg.Logger)

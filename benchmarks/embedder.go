@@ -9,6 +9,7 @@ import (
 var (
 	_ embedder = (*embedding.Local)(nil)
 	_ embedder = (*embedding.Cached)(nil)
+	_ embedder = (*embedding.Trained)(nil)
 )
 
 // embedderAPIKeyEnv names the environment variable holding the API key of
@@ -18,17 +19,19 @@ const embedderAPIKeyEnv = "SEMCACHE_EMBEDDER_API_KEY"
 
 // embedderOptions are the --embedder* flags of "bench tune".
 type embedderOptions struct {
-	// Name is "local" (embedding.NewLocal) or "openai" (embedding.NewOpenAI
-	// behind embedding.NewCached).
+	// Name is "local" (embedding.NewLocal), "openai" (embedding.NewOpenAI
+	// behind embedding.NewCached) or "trained" (embedding.LoadTrained).
 	Name string
-	// Dim is the vector length, > 0.
+	// Dim is the vector length, > 0. Ignored for trained: the model file
+	// sets it.
 	Dim int
 	// URL is the API root of an OpenAI-compatible server, e.g.
 	// "https://api.openai.com/v1"; requests go to URL + "/embeddings".
 	// Required for openai, rejected for local.
 	URL string
-	// Model is the embedding model name; required for openai, rejected
-	// for local.
+	// Model is the embedding model name for openai, or the model file
+	// written by "semcache embedder train" for trained; required for both,
+	// rejected for local.
 	Model string
 	// APIKey is the bearer token for openai, from SEMCACHE_EMBEDDER_API_KEY;
 	// empty sends no Authorization header.
@@ -45,7 +48,7 @@ func newEmbedder(o embedderOptions) (embedder, error) {
 	switch o.Name {
 	case "local":
 		if o.URL != "" || o.Model != "" {
-			return nil, usageErrorf("--embedder-url and --embedder-model apply only to --embedder openai")
+			return nil, usageErrorf("--embedder-url and --embedder-model apply only to --embedder openai or trained")
 		}
 		l, err := embedding.NewLocal(embedding.LocalConfig{Dim: o.Dim})
 		if err != nil {
@@ -64,7 +67,15 @@ func newEmbedder(o embedderOptions) (embedder, error) {
 			return nil, usageErrorf("%v", err)
 		}
 		return embedding.NewCached(oa, 0)
+	case "trained":
+		switch {
+		case o.Model == "":
+			return nil, usageErrorf("--embedder trained needs --embedder-model, a model file written by `semcache embedder train`")
+		case o.URL != "":
+			return nil, usageErrorf("--embedder-url applies only to --embedder openai")
+		}
+		return embedding.LoadTrained(o.Model)
 	default:
-		return nil, usageErrorf("--embedder %q is not supported (want local or openai)", o.Name)
+		return nil, usageErrorf("--embedder %q is not supported (want local, openai or trained)", o.Name)
 	}
 }

@@ -168,3 +168,29 @@ func TestNewEmbedder(t *testing.T) {
 		})
 	}
 }
+
+func TestNewEmbedderTrained(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "model.sem")
+	m := &embedding.Model{Params: embedding.ModelParams{Buckets: 64, Dim: 8}.WithDefaults()}
+	if err := embedding.SaveModel(path, m, embedding.Int8Rows); err != nil {
+		t.Fatal(err)
+	}
+	e, err := newEmbedder(embedderOptions{Name: "trained", Dim: 384, Model: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fp := e.Fingerprint(); !strings.HasPrefix(fp, "trained:") || !strings.HasSuffix(fp, ":8") {
+		t.Errorf("fingerprint %q, want trained:...:8", fp)
+	}
+	for name, o := range map[string]embedderOptions{
+		"no model file": {Name: "trained", Dim: 384},
+		"with a URL":    {Name: "trained", Dim: 384, Model: path, URL: "http://127.0.0.1:1/v1"},
+	} {
+		if _, err := newEmbedder(o); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+	if _, err := newEmbedder(embedderOptions{Name: "trained", Dim: 384, Model: path + ".missing"}); err == nil {
+		t.Error("missing model file: no error")
+	}
+}

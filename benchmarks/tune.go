@@ -13,9 +13,11 @@ import (
 	"fmt"
 	"io"
 	"math"
+	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -160,6 +162,13 @@ type Recommendation struct {
 	// 22:209–212): (p̂ + z²/2n ± z·sqrt(p̂(1-p̂)/n + z²/4n²)) / (1 + z²/n)
 	// with z = 1.96. Absent when Row is nil.
 	PrecisionCI95 []float64 `json:"precision_ci95,omitempty"`
+	// HitRateBootstrap95 and PrecisionBootstrap95 are percentile 95%
+	// intervals [2.5th, 97.5th] of Row's hit rate and precision over
+	// bootstrapResamples resamples of the query set with replacement
+	// (Efron 1979), seeded by --seed: the spread that comes from which
+	// queries happened to be in the test set. Absent when Row is nil.
+	HitRateBootstrap95   []float64 `json:"hit_rate_bootstrap95,omitempty"`
+	PrecisionBootstrap95 []float64 `json:"precision_bootstrap95,omitempty"`
 	// Message is the recommendation as one human-readable sentence.
 	Message string `json:"message"`
 }
@@ -260,10 +269,10 @@ func runTuneCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.Uint64Var(&o.Seed, "seed", 1, "seed of the --split-ratio shuffle and of the memory backend's HNSW graph; the same seed gives the same result")
 	fs.StringVar(&o.WarmSplit, "warm-split", "train", "clinc split stored as the warm set, with its oos_ split: train, val or test")
 	fs.StringVar(&o.QuerySplit, "query-split", "test", "clinc split used as queries, with its oos_ split: train, val or test")
-	fs.StringVar(&eo.Name, "embedder", "local", "embedder: local (built-in lexical) or openai (an OpenAI-compatible /embeddings API)")
+	fs.StringVar(&eo.Name, "embedder", "local", "embedder: local (built-in lexical), trained (a model file from semcache embedder train) or openai (an OpenAI-compatible /embeddings API)")
 	fs.IntVar(&eo.Dim, "embedder-dim", 384, "vector dimension of the embedder; required for openai (e.g. 1536 for text-embedding-3-small)")
 	fs.StringVar(&eo.URL, "embedder-url", "", "API root `URL` of the openai embedder, e.g. https://api.openai.com/v1")
-	fs.StringVar(&eo.Model, "embedder-model", "", "model name of the openai embedder, e.g. text-embedding-3-small")
+	fs.StringVar(&eo.Model, "embedder-model", "", "openai: the model name, e.g. text-embedding-3-small; trained: the model file")
 	fs.StringVar(&o.Backend, "backend", backendExact, "nearest-neighbour search: exact (brute force), memory (in-process HNSW index) or redis (RediSearch HNSW at --redis-url)")
 	fs.StringVar(&o.RedisURL, "redis-url", "", "redis://host:port/db `URL` for --backend redis (needs the RediSearch module); the run writes under a fresh key prefix and deletes it at the end")
 	fs.Float64Var(&o.Min, "min", 0.50, "lowest cosine-similarity threshold of the sweep, in [-1, 1]")
@@ -540,6 +549,13 @@ func runTune(ctx context.Context, o tuneOptions, emb embedder) (*TuneReport, err
 		QueryCount:      len(data.Queries),
 		Rows:            rows,
 		Recommendation:  recommend(rows, o.TargetPrecision),
+	}
+	if r := rep.Recommendation.Row; r != nil {
+		hr, pr := bootstrapAt(outs, r.Threshold, bootstrapResamples, uint64(o.Seed))
+		rep.Recommendation.HitRateBootstrap95 = hr[:]
+		rep.Recommendation.PrecisionBootstrap95 = pr[:]
+		rep.Recommendation.Message += fmt.Sprintf("; bootstrap 95%% interval over the queries (%d resamples): hit rate %.4f-%.4f, precision %.4f-%.4f",
+			bootstrapResamples, hr[0], hr[1], pr[0], pr[1])
 	}
 	if o.Format == formatIntents && o.Data != "" {
 		rep.SplitRatio = o.SplitRatio
@@ -982,6 +998,54 @@ func recommend(rows []TuneRow, target float64) Recommendation {
 }
 
 func copyRow(r *TuneRow) *TuneRow { c := *r; return &c }
+
+// bootstrapResamples is the number of bootstrap resamples of the query set.
+const bootstrapResamples = 1000
+
+// bootstrapAt resamples the queries with replacement n times (a PCG
+// generator seeded by seed) and returns the 2.5th and 97.5th percentiles of
+// the hit rate and of the precision at threshold t (Efron 1979, the
+// percentile bootstrap). A resample without hits has no precision and is
+// left out of the precision percentiles.
+func bootstrapAt(outs []outcome, t float64, n int, seed uint64) (hitRate, precision [2]float64) {
+	if len(outs) == 0 || n <= 0 {
+		return hitRate, precision
+	}
+	rng := mrand.New(mrand.NewPCG(seed, 0x9e3779b97f4a7c15))
+	hrs := make([]float64, 0, n)
+	prs := make([]float64, 0, n)
+	for range n {
+		hits, correct := 0, 0
+		for range outs {
+			q := outs[rng.IntN(len(outs))]
+			if q.Sim >= t { // as in sweep
+				hits++
+				if q.Correct {
+					correct++
+				}
+			}
+		}
+		hrs = append(hrs, float64(hits)/float64(len(outs)))
+		if hits > 0 {
+			prs = append(prs, float64(correct)/float64(hits))
+		}
+	}
+	return percentiles95(hrs), percentiles95(prs)
+}
+
+// percentiles95 returns the 2.5th and 97.5th percentiles (nearest rank) of
+// xs, which it sorts; [0, 0] when xs is empty.
+func percentiles95(xs []float64) [2]float64 {
+	if len(xs) == 0 {
+		return [2]float64{}
+	}
+	slices.Sort(xs)
+	at := func(p float64) float64 {
+		i := int(math.Ceil(p*float64(len(xs)))) - 1
+		return xs[min(max(i, 0), len(xs)-1)]
+	}
+	return [2]float64{at(0.025), at(0.975)}
+}
 
 // z95 is the standard normal quantile for a two-sided 95% interval.
 const z95 = 1.959963984540054

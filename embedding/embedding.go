@@ -26,6 +26,7 @@ var (
 	_ Embedder = (*Local)(nil)
 	_ Embedder = (*OpenAI)(nil)
 	_ Embedder = (*Cached)(nil)
+	_ Embedder = (*Trained)(nil)
 )
 
 // ErrDimension is returned (wrapped) when an upstream embedder produces a

@@ -2,6 +2,7 @@
 //
 //	semcache serve [flags]   run the caching proxy
 //	semcache bench ...       threshold tuning, query-log replay, load
+//	semcache embedder train  train the local embedding model
 //	semcache version
 package main
 
@@ -31,6 +32,7 @@ const usage = `usage: semcache <command> [flags]
 commands:
   serve     run the caching proxy (semcache serve -h for flags)
   bench     measure: bench tune, bench replay, bench load
+  embedder  train the local embedding model: embedder train
   version   print the version
 `
 
@@ -46,6 +48,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return serve(ctx, args[1:], stdout, stderr)
 	case "bench":
 		return benchmarks.Main(ctx, args[1:], stdout, stderr)
+	case "embedder":
+		return embedder(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "semcache", version)
 		return 0

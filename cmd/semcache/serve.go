@@ -26,7 +26,9 @@ import (
 // with `semcache bench tune` on BANKING77 (see README, "Choosing the
 // threshold"). The openai embedder has no default: we cannot measure a
 // remote model offline, and a guessed number is how other caches serve
-// wrong answers, so --threshold is required with it.
+// wrong answers, so --threshold is required with it. The trained embedder
+// has none either: its threshold depends on the model and the operator's
+// data (measure it with `semcache bench tune --embedder trained`).
 var defaultThreshold = map[string]float64{
 	"local": localDefaultThreshold,
 }
@@ -133,9 +135,9 @@ func parseServe(args []string, getenv func(string) string, help io.Writer) (serv
 	durationFlag(fs, &c.redisDialTO, "redis-dial-timeout", time.Second, "Redis connect timeout")
 	intFlag(fs, &c.redisRetries, "redis-max-retries", 1, "retries of a failed Redis command; 0 for none")
 	fs.StringVar(&c.indexKind, "index", "hnsw", "vector index per scope for the memory backend: hnsw or flat (exact brute force)")
-	fs.StringVar(&c.embedder, "embedder", "local", "embedder: local (built-in lexical, offline) or openai (any OpenAI-compatible /embeddings)")
+	fs.StringVar(&c.embedder, "embedder", "local", "embedder: local (built-in lexical, offline), openai (any OpenAI-compatible /embeddings) or trained (a model file from `semcache embedder train`, offline)")
 	fs.StringVar(&c.embedderURL, "embedder-url", "", "base URL of the embeddings API for --embedder openai")
-	fs.StringVar(&c.embedderModel, "embedder-model", "", "embedding model for --embedder openai, e.g. text-embedding-3-small")
+	fs.StringVar(&c.embedderModel, "embedder-model", "", "embedding model for --embedder openai, e.g. text-embedding-3-small; model file for --embedder trained")
 	intFlag(fs, &c.embedderDim, "embedder-dim", 0, "vector length; 0 means 384 for local; required for openai (sent as dimensions)")
 	intFlag(fs, &c.embedCacheSize, "embedding-cache-size", 10000, "embeddings kept in memory so identical texts are embedded once (entries)")
 	fs.StringVar(&c.threshold, "threshold", "", "cosine similarity in (0, 1] a neighbour needs for a semantic hit; higher is stricter; default: the embedder's measured default")
@@ -213,12 +215,16 @@ func (c *serveConfig) validate() error {
 		if c.embedderURL == "" || c.embedderModel == "" || c.embedderDim <= 0 {
 			return errors.New("--embedder openai needs --embedder-url, --embedder-model and --embedder-dim > 0")
 		}
+	case "trained":
+		if c.embedderModel == "" || c.embedderURL != "" || c.embedderDim != 0 {
+			return errors.New("--embedder trained needs --embedder-model FILE (from `semcache embedder train`) and takes no --embedder-url or --embedder-dim (the file sets the dimension)")
+		}
 	default:
-		return fmt.Errorf("--embedder %q: want local or openai", c.embedder)
+		return fmt.Errorf("--embedder %q: want local, openai or trained", c.embedder)
 	}
 	if c.threshold == "" {
 		if _, ok := defaultThreshold[c.embedder]; !ok {
-			return fmt.Errorf("--threshold is required with --embedder %s: semcache has no measured default for a remote model; measure one with `semcache bench tune` on your data", c.embedder)
+			return fmt.Errorf("--threshold is required with --embedder %s: semcache has no measured default for a remote or trained model; measure one with `semcache bench tune` on your data", c.embedder)
 		}
 	} else if t, err := strconv.ParseFloat(c.threshold, 64); err != nil || !(t > 0 && t <= 1) {
 		return fmt.Errorf("--threshold %q: want a cosine similarity in (0, 1] (higher is stricter)", c.threshold)
@@ -373,6 +379,8 @@ func (c *serveConfig) newEmbedder() (*embedding.Cached, error) {
 			BaseURL: c.embedderURL, APIKey: c.embedderKey, Model: c.embedderModel,
 			Dim: c.embedderDim, SendDimensions: true,
 		})
+	case "trained":
+		e, err = embedding.LoadTrained(c.embedderModel)
 	default:
 		e, err = embedding.NewLocal(embedding.LocalConfig{Dim: c.embedderDim})
 	}

@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	mrand "math/rand/v2"
 	"os"
@@ -27,6 +28,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/semcache/semcache/index"
+	"github.com/semcache/semcache/semantic"
 )
 
 // embedder is what tune needs from an embedding model: the vectors of a
@@ -107,6 +109,10 @@ type tuneOptions struct {
 	Min, Max, Step    float64
 	TargetPrecision   float64
 	Out               string
+	// Guards turns on the meaning-flip guards (--guards): a query whose
+	// text and nearest warm text benchGuards flags is a miss at every
+	// threshold.
+	Guards bool
 	// given holds the names of the flags set on the command line; nil when
 	// the options were not parsed from flags.
 	given map[string]bool
@@ -214,6 +220,34 @@ type TuneReport struct {
 	Rows []TuneRow `json:"rows"`
 	// Recommendation applies the threshold rule to Rows.
 	Recommendation Recommendation `json:"recommendation"`
+	// Guards is the effect of --guards; absent without it.
+	Guards *GuardsEffect `json:"guards,omitempty"`
+}
+
+// GuardsEffect is what the meaning-flip guards (semantic.Guards with the
+// default negations and the number guard) did in a --guards run. Rows and
+// the recommendation already count flagged queries as misses; the figures
+// here compare the same nearest-neighbour outcomes with and without the
+// guards at the recommended threshold.
+type GuardsEffect struct {
+	// Config names the guards used.
+	Config string `json:"config"`
+	// Flagged is the number of queries whose (query, nearest warm text)
+	// pair the guards flag, at any similarity.
+	Flagged int `json:"flagged"`
+	// Threshold is the recommendation's threshold (with guards); the
+	// fields below are 0 when there is none.
+	Threshold float64 `json:"threshold"`
+	// HitsWithout and HitsWith are the hits at Threshold without and with
+	// the guards; RemovedWrong and RemovedRight split the difference into
+	// wrong hits removed (good) and right hits lost (the cost).
+	HitsWithout  int `json:"hits_without"`
+	HitsWith     int `json:"hits_with"`
+	RemovedWrong int `json:"removed_wrong"`
+	RemovedRight int `json:"removed_right"`
+	// Reasons counts the removed hits at Threshold by guard reason
+	// ("negation", "number").
+	Reasons map[string]int `json:"reasons,omitempty"`
 }
 
 // outcome is what the 1-nearest-neighbour protocol records for one query.
@@ -227,6 +261,11 @@ type outcome struct {
 	InScope bool
 	// Answerable: in scope, and its label appears in the warm set.
 	Answerable bool
+	// Guarded: the meaning-flip guards refuse the nearest warm example
+	// (--guards), so the query is a miss at every threshold; GuardReason
+	// says why.
+	Guarded     bool
+	GuardReason string
 }
 
 const tuneUsage = `usage: semcache bench tune --warm FILE --queries FILE [flags]
@@ -247,6 +286,10 @@ formats:
            distinct question1 is stored, every question2 is a query
   clinc    CLINC150 JSON (data_full.json): warm = --warm-split + oos_<warm-split>,
            queries = --query-split + oos_<query-split>
+
+With --guards, a query whose text and nearest warm text the meaning-flip guards flag
+(negation on one side only, or different numbers; see docs/guards.md) is a miss at every
+threshold, and the report says how many hits that removed at the recommended threshold.
 
 The openai embedder reads its API key from $SEMCACHE_EMBEDDER_API_KEY (none sent if unset).
 With --out DIR it writes DIR/tune.csv, DIR/tune.json and DIR/tune.png.
@@ -280,6 +323,7 @@ func runTuneCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.Float64Var(&o.Step, "step", 0.01, "threshold step, > 0")
 	fs.Float64Var(&o.TargetPrecision, "target-precision", 0.99, "precision the recommended threshold must reach, in (0, 1]")
 	fs.StringVar(&o.Out, "out", "", "optional `DIR` for tune.csv, tune.json and tune.png (created if missing)")
+	fs.BoolVar(&o.Guards, "guards", false, "refuse nearest neighbours that the meaning-flip guards flag (negation, numbers): they count as misses at every threshold")
 	fs.StringVar(&o.OOSLabel, "oos-label", "", "optional label of out-of-scope queries (e.g. NO_NODES_DETECTED); any hit for them is wrong (intents)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), tuneUsage)
@@ -534,6 +578,12 @@ func runTune(ctx context.Context, o tuneOptions, emb embedder) (*TuneReport, err
 		return nil, err
 	}
 	outs := judge(data.Warm, data.Queries, nn, data.OOSLabel)
+	var flagged int
+	if o.Guards {
+		if flagged, err = applyGuards(outs, data.Warm, data.Queries, nn); err != nil {
+			return nil, err
+		}
+	}
 	rows := sweep(outs, ths)
 	rep := &TuneReport{
 		Embedder:        emb.Fingerprint(),
@@ -556,6 +606,10 @@ func runTune(ctx context.Context, o tuneOptions, emb embedder) (*TuneReport, err
 		rep.Recommendation.PrecisionBootstrap95 = pr[:]
 		rep.Recommendation.Message += fmt.Sprintf("; bootstrap 95%% interval over the queries (%d resamples): hit rate %.4f-%.4f, precision %.4f-%.4f",
 			bootstrapResamples, hr[0], hr[1], pr[0], pr[1])
+	}
+	if o.Guards {
+		rep.Guards = guardsEffect(outs, rep.Recommendation.Row)
+		rep.Guards.Flagged = flagged
 	}
 	if o.Format == formatIntents && o.Data != "" {
 		rep.SplitRatio = o.SplitRatio
@@ -858,6 +912,59 @@ func judge(warm, queries []Example, nn []neighbour, oosLabel string) []outcome {
 	return out
 }
 
+// benchGuardsConfig is the guards of --guards: the default negation list
+// and the number guard, no extra tokens.
+var benchGuardsConfig = semantic.GuardsConfig{Numbers: true}
+
+// benchGuardsName describes benchGuardsConfig in reports.
+const benchGuardsName = "default negations + numbers"
+
+// applyGuards marks the outcomes whose query text and nearest warm text the
+// guards of benchGuardsConfig flag, and returns how many it marked.
+func applyGuards(outs []outcome, warm, queries []Example, nn []neighbour) (int, error) {
+	g, err := semantic.NewGuards(benchGuardsConfig)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for i := range outs {
+		if reason, flipped := g.Flip(queries[i].Text, warm[nn[i].Index].Text); flipped {
+			outs[i].Guarded, outs[i].GuardReason = true, reason
+			n++
+		}
+	}
+	return n, nil
+}
+
+// guardsEffect compares the hits at the recommended row's threshold with
+// and without the guards' marks on outs. It leaves Flagged to the caller.
+func guardsEffect(outs []outcome, row *TuneRow) *GuardsEffect {
+	e := &GuardsEffect{Config: benchGuardsName}
+	if row == nil {
+		return e
+	}
+	e.Threshold = row.Threshold
+	unguarded := make([]outcome, len(outs))
+	for i, q := range outs {
+		q.Guarded = false
+		unguarded[i] = q
+	}
+	ths := []float64{row.Threshold}
+	without, with := sweep(unguarded, ths)[0], sweep(outs, ths)[0]
+	e.HitsWithout, e.HitsWith = without.Hits, with.Hits
+	e.RemovedRight = without.CorrectHits - with.CorrectHits
+	e.RemovedWrong = (without.Hits - without.CorrectHits) - (with.Hits - with.CorrectHits)
+	for _, q := range outs {
+		if q.Guarded && q.Sim >= row.Threshold {
+			if e.Reasons == nil {
+				e.Reasons = make(map[string]int)
+			}
+			e.Reasons[q.GuardReason]++
+		}
+	}
+	return e
+}
+
 // thresholds returns the sweep min, min+step, ..., up to max inclusive.
 // Each value is computed as min + i·step (not by repeated addition) and
 // rounded to 1e-9, so that 0.50 + 20·0.01 is exactly the float64 nearest
@@ -899,7 +1006,7 @@ func sweep(outs []outcome, ths []float64) []TuneRow {
 	for i, t := range ths {
 		var hits, correct, inScopeHits int
 		for _, q := range outs {
-			if q.Sim < t {
+			if q.Sim < t || q.Guarded {
 				continue
 			}
 			hits++
@@ -1018,7 +1125,7 @@ func bootstrapAt(outs []outcome, t float64, n int, seed uint64) (hitRate, precis
 		hits, correct := 0, 0
 		for range outs {
 			q := outs[rng.IntN(len(outs))]
-			if q.Sim >= t { // as in sweep
+			if q.Sim >= t && !q.Guarded { // as in sweep
 				hits++
 				if q.Correct {
 					correct++
@@ -1110,6 +1217,17 @@ func writeTuneTable(w io.Writer, rep *TuneReport) error {
 	}
 	if rep.OOSLabel != "" {
 		fmt.Fprintf(w, "out-of-scope label %s\n", rep.OOSLabel)
+	}
+	if g := rep.Guards; g != nil {
+		fmt.Fprintf(w, "guards on (%s): %d queries flagged, counted as misses", g.Config, g.Flagged)
+		if rep.Recommendation.Row != nil {
+			fmt.Fprintf(w, "; at threshold %s they removed %d hits (%d -> %d): %d wrong hits removed, %d right hits lost",
+				formatThreshold(g.Threshold), g.HitsWithout-g.HitsWith, g.HitsWithout, g.HitsWith, g.RemovedWrong, g.RemovedRight)
+			for _, k := range slices.Sorted(maps.Keys(g.Reasons)) {
+				fmt.Fprintf(w, ", %s %d", k, g.Reasons[k])
+			}
+		}
+		fmt.Fprintln(w)
 	}
 	fmt.Fprintln(w, "threshold = minimum cosine similarity; precision \"-\" = no hits")
 	fmt.Fprintln(w)

@@ -657,3 +657,75 @@ func TestRunTuneRedisBackendWithoutSearchModule(t *testing.T) {
 		t.Errorf("got %v, want ErrIndexNotReady asking for the RediSearch module", err)
 	}
 }
+
+func TestRunTuneGuards(t *testing.T) {
+	dir := t.TempDir()
+	warm := writeFile(t, dir, "warm.csv", "text,category\n"+
+		"how do I cancel my card,A\nsend 100 dollars,B\nwhat is my balance,C\n")
+	queries := writeFile(t, dir, "queries.csv", "text,category\n"+
+		"how do I not cancel my card,D\n"+ // w1 at 0.96, wrong; negation
+		"send 200 dollars,B\n"+ // w2 at 0.96, right; number
+		"how can I cancel my card,A\n"+ // w1 at 0.8, right
+		"tell me my balance,C\n"+ // w3 at 0.8, right
+		"my balance is not zero,E\n") // w3 at 0.64, wrong; negation
+	emb := mapEmbedder{
+		"how do I cancel my card": {1, 0, 0}, "send 100 dollars": {0, 1, 0}, "what is my balance": {0, 0, 1},
+		"how do I not cancel my card": {0.96, 0.28, 0}, "send 200 dollars": {0.28, 0.96, 0},
+		"how can I cancel my card": {0.8, 0, 0.6}, "tell me my balance": {0, 0.6, 0.8},
+		"my balance is not zero": {0.6, 0.48, 0.64},
+	}
+	o := tuneOptions{Warm: warm, Queries: queries, Format: "intents", TextCol: "text", LabelCol: "category",
+		Min: 0.5, Max: 1, Step: 0.1, TargetPrecision: 0.99}
+
+	plain, err := runTune(context.Background(), o, emb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain.Guards != nil {
+		t.Errorf("guards effect %+v without --guards", plain.Guards)
+	}
+	// Without guards 0.8 has 4 hits, 3 right (q2, q3, q4): precision 0.75;
+	// D and E are not warm labels, so 3 queries are answerable.
+	assertRow(t, plain.Rows[3], TuneRow{Threshold: 0.8, Hits: 4, CorrectHits: 3, HitRate: 0.8, Precision: p(0.75),
+		Recall: p(1), F1: p(6.0 / 7), FalseHitRate: 0.2, InScopeMissRate: p(0.2)})
+	if plain.Recommendation.Found {
+		t.Errorf("recommendation without guards %+v, want none", plain.Recommendation)
+	}
+
+	o.Guards = true
+	rep, err := runTune(context.Background(), o, emb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// With guards q1, q2 and q5 are misses everywhere: 0.8 keeps q3 and q4.
+	assertRow(t, rep.Rows[3], TuneRow{Threshold: 0.8, Hits: 2, CorrectHits: 2, HitRate: 0.4, Precision: p(1),
+		Recall: p(2.0 / 3), F1: p(4.0 / 5), FalseHitRate: 0, InScopeMissRate: p(0.6)})
+	assertRow(t, rep.Rows[1], TuneRow{Threshold: 0.6, Hits: 2, CorrectHits: 2, HitRate: 0.4, Precision: p(1),
+		Recall: p(2.0 / 3), F1: p(4.0 / 5), FalseHitRate: 0, InScopeMissRate: p(0.6)})
+	if r := rep.Recommendation; !r.Found || r.Row.Threshold != 0.8 {
+		t.Fatalf("recommendation %+v, want 0.80", r)
+	}
+	want := GuardsEffect{Config: benchGuardsName, Flagged: 3, Threshold: 0.8, HitsWithout: 4, HitsWith: 2,
+		RemovedWrong: 1, RemovedRight: 1, Reasons: map[string]int{"negation": 1, "number": 1}}
+	if g := rep.Guards; g == nil || !reflect.DeepEqual(*g, want) {
+		t.Errorf("guards effect %+v, want %+v", g, want)
+	}
+
+	var table bytes.Buffer
+	if err := writeTuneTable(&table, rep); err != nil {
+		t.Fatal(err)
+	}
+	wantLine := "guards on (default negations + numbers): 3 queries flagged, counted as misses; at threshold 0.80 " +
+		"they removed 2 hits (4 -> 2): 1 wrong hits removed, 1 right hits lost, negation 1, number 1\n"
+	if !strings.Contains(table.String(), wantLine) {
+		t.Errorf("table does not contain %q:\n%s", wantLine, table.String())
+	}
+	js, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(js), `"guards":{"config":"default negations + numbers","flagged":3,"threshold":0.8,`+
+		`"hits_without":4,"hits_with":2,"removed_wrong":1,"removed_right":1,"reasons":{"negation":1,"number":1}}`) {
+		t.Errorf("tune.json guards: %s", js)
+	}
+}

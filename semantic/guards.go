@@ -1,0 +1,251 @@
+package semantic
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"unicode"
+
+	"golang.org/x/text/unicode/norm"
+)
+
+// ErrGuardsConfig is returned by NewGuards for an unusable GuardsConfig.
+var ErrGuardsConfig = errors.New("invalid guards config")
+
+// DefaultNegations is the negation list used when GuardsConfig.Negations is
+// nil. Any word ending in "n't" (didn't, hasn't, mustn't ...) also counts
+// while "n't" is in the list. The apostrophe-less spellings common in user
+// text (dont, cant, isnt ...) are included; "wont" is not, being an English
+// word of its own.
+var DefaultNegations = []string{
+	"not", "no", "never", "n't", "without", "cannot",
+	"can't", "don't", "doesn't", "isn't", "aren't", "wasn't", "weren't",
+	"won't", "wouldn't", "shouldn't", "couldn't",
+	"nothing", "none", "nobody", "neither", "nor",
+	"cant", "dont", "doesnt", "didnt", "isnt", "arent", "wasnt", "werent",
+	"wouldnt", "shouldnt", "couldnt",
+}
+
+// Reasons returned by Guards.Flip; an extra token gives "token:" + the token.
+const (
+	FlipNegation = "negation"
+	FlipNumber   = "number"
+	flipToken    = "token:"
+)
+
+// GuardsConfig configures NewGuards. The zero value guards negation with
+// DefaultNegations only.
+type GuardsConfig struct {
+	// Negations are the words that negate a sentence, compared after the
+	// same normalisation as the texts (NFKC, lower case, typographic
+	// apostrophes made ASCII). Nil means DefaultNegations; an empty,
+	// non-nil slice turns the negation guard off. The entry "n't" matches
+	// every word ending in "n't".
+	Negations []string
+	// Numbers turns on the number guard: the multisets of numbers of the
+	// two texts must be equal. A number keeps its sign, an adjacent
+	// currency symbol (before or after: "$100" == "100$" == "$ 100") and a
+	// following "%" or "percent"; thousands separators ("1,000" == "1000"),
+	// leading zeros and trailing decimal zeros ("1.50" == "1.5") are
+	// dropped. Digit runs inside words count ("4g" has the number 4).
+	Numbers bool
+	// Extra are single words that change the answer (e.g. "monthly",
+	// "yearly", "delete"): each must be present in both texts or in
+	// neither. Normalised like Negations; an entry that is not exactly one
+	// word is an error.
+	Extra []string
+}
+
+// Guards refuses semantic hits whose query and cached prompt differ in a
+// way embeddings are blind to: negation, numbers and configured tokens. It
+// is immutable after NewGuards and safe for concurrent use.
+type Guards struct {
+	negations map[string]bool
+	suffixNT  bool // "n't" is a negation: every word ending in n't counts
+	numbers   bool
+	extra     []string // normalised, in config order, without duplicates
+}
+
+// NewGuards returns the guards cfg describes. It copies cfg.
+func NewGuards(cfg GuardsConfig) (*Guards, error) {
+	negs := cfg.Negations
+	if negs == nil {
+		negs = DefaultNegations
+	}
+	g := &Guards{negations: make(map[string]bool, len(negs)), numbers: cfg.Numbers}
+	for _, n := range negs {
+		w, err := oneWord(n)
+		if err != nil {
+			return nil, fmt.Errorf("%w: negation %q: %v", ErrGuardsConfig, n, err)
+		}
+		g.negations[w] = true
+	}
+	g.suffixNT = g.negations["n't"]
+	for _, e := range cfg.Extra {
+		w, err := oneWord(e)
+		if err != nil {
+			return nil, fmt.Errorf("%w: extra token %q: %v", ErrGuardsConfig, e, err)
+		}
+		if !slices.Contains(g.extra, w) {
+			g.extra = append(g.extra, w)
+		}
+	}
+	return g, nil
+}
+
+// oneWord normalises a configured entry, which must be exactly one word.
+func oneWord(s string) (string, error) {
+	ws := guardWords(guardNormalize(s))
+	if len(ws) != 1 {
+		return "", fmt.Errorf("want exactly one word, got %d", len(ws))
+	}
+	return ws[0], nil
+}
+
+// Flip reports whether serving cached's answer to query could give the
+// opposite or a different answer, and why: FlipNegation when exactly one
+// side is negated, FlipNumber when their number multisets differ, or
+// "token:" + the first configured extra token (in config order) present in
+// one text only. Checks run in that order; the first that fires is the
+// reason. A text is negated when it holds an odd number of negation words
+// (count parity: "not unhappy" is negated, "not never" is not), so
+// "I can't log in" flips against "I can log in" but "no, I can't" does not
+// flip against "I can". Flip is symmetric in its arguments.
+func (g *Guards) Flip(query, cached string) (reason string, flipped bool) {
+	q, c := guardNormalize(query), guardNormalize(cached)
+	qw, cw := guardWords(q), guardWords(c)
+	if len(g.negations) > 0 && g.negated(qw) != g.negated(cw) {
+		return FlipNegation, true
+	}
+	if g.numbers && !slices.Equal(guardNumbers(q), guardNumbers(c)) {
+		return FlipNumber, true
+	}
+	for _, e := range g.extra {
+		if slices.Contains(qw, e) != slices.Contains(cw, e) {
+			return flipToken + e, true
+		}
+	}
+	return "", false
+}
+
+// negated reports whether words hold an odd number of negation words.
+func (g *Guards) negated(words []string) bool {
+	n := 0
+	for _, w := range words {
+		if g.negations[w] || (g.suffixNT && strings.HasSuffix(w, "n't")) {
+			n++
+		}
+	}
+	return n%2 == 1
+}
+
+// guardNormalize applies NFKC, lower-cases and makes typographic
+// apostrophes and the minus sign ASCII.
+func guardNormalize(s string) string {
+	s = strings.ToLower(norm.NFKC.String(s))
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case '\u2019', '\u2018', '\u02bc', '\u0060', '\u00b4':
+			return '\''
+		case '\u2212':
+			return '-'
+		}
+		return r
+	}, s)
+}
+
+// isGuardWordRune reports whether r belongs to a word: a letter, mark or digit.
+func isGuardWordRune(r rune) bool {
+	return unicode.IsLetter(r) || unicode.IsMark(r) || unicode.IsDigit(r)
+}
+
+// guardWords splits normalised text into words: runs of letters, marks and
+// digits, with apostrophes kept between word runes ("can't", "o'clock")
+// and dropped elsewhere. A word ending in "n" followed by "'t" keeps it.
+func guardWords(s string) []string {
+	rs := []rune(s)
+	var out []string
+	start := -1
+	for i := 0; i <= len(rs); i++ {
+		in := i < len(rs) && (isGuardWordRune(rs[i]) ||
+			(rs[i] == '\'' && start >= 0 && i+1 < len(rs) && isGuardWordRune(rs[i+1])))
+		switch {
+		case in && start < 0:
+			start = i
+		case !in && start >= 0:
+			out = append(out, string(rs[start:i]))
+			start = -1
+		}
+	}
+	return out
+}
+
+// guardNumbers returns the canonical numbers of normalised text s (see
+// GuardsConfig.Numbers), sorted.
+func guardNumbers(s string) []string {
+	rs := []rune(s)
+	var out []string
+	isDigit := func(i int) bool { return i >= 0 && i < len(rs) && rs[i] >= '0' && rs[i] <= '9' }
+	for i := 0; i < len(rs); {
+		if !isDigit(i) {
+			i++
+			continue
+		}
+		start := i
+		var intPart, frac strings.Builder
+		for ; isDigit(i); i++ {
+			intPart.WriteRune(rs[i])
+		}
+		// Thousands groups: ",ddd" not followed by another digit.
+		for i < len(rs) && rs[i] == ',' && isDigit(i+1) && isDigit(i+2) && isDigit(i+3) && !isDigit(i+4) {
+			intPart.WriteString(string(rs[i+1 : i+4]))
+			i += 4
+		}
+		if i < len(rs) && rs[i] == '.' && isDigit(i+1) {
+			for i++; isDigit(i); i++ {
+				frac.WriteRune(rs[i])
+			}
+		}
+		end := i
+		// Leading currency symbol (optionally one space away) and sign.
+		cur, sign := "", ""
+		j := start - 1
+		if j >= 0 && rs[j] == ' ' && j-1 >= 0 && unicode.Is(unicode.Sc, rs[j-1]) {
+			j--
+		}
+		if j >= 0 && unicode.Is(unicode.Sc, rs[j]) {
+			cur = string(rs[j])
+			j--
+		} else {
+			j = start - 1
+		}
+		if j >= 0 && rs[j] == '-' && (j == 0 || unicode.IsSpace(rs[j-1])) {
+			sign = "-"
+		}
+		// Trailing currency symbol, "%" or "percent", optionally one space away.
+		k := end
+		if k < len(rs) && rs[k] == ' ' {
+			k++
+		}
+		suffix := ""
+		switch {
+		case k < len(rs) && rs[k] == '%':
+			suffix = "%"
+		case k < len(rs) && cur == "" && unicode.Is(unicode.Sc, rs[k]):
+			cur = string(rs[k])
+		case strings.HasPrefix(string(rs[k:min(len(rs), k+7)]), "percent") && (k+7 == len(rs) || !isGuardWordRune(rs[k+7])):
+			suffix = "%"
+		}
+		n := strings.TrimLeft(intPart.String(), "0")
+		if n == "" {
+			n = "0"
+		}
+		if f := strings.TrimRight(frac.String(), "0"); f != "" {
+			n += "." + f
+		}
+		out = append(out, sign+cur+n+suffix)
+	}
+	slices.Sort(out)
+	return out
+}

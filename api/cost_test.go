@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
@@ -115,18 +114,8 @@ func TestMetricsEvictions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	cache, err := semantic.New(semantic.Config{Threshold: testThreshold}, emb, store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	up := newUpstream(t, nil)
-	s, err := api.New(api.Config{Upstream: up.srv.URL + "/v1"}, cache)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(s)
-	defer hs.Close()
-	p := &proxy{url: hs.URL, cache: cache, up: up}
+	p := proxyOnStore(t, newUpstream(t, nil), emb, store, nil, nil)
+	cache := p.cache
 
 	for _, q := range []string{"What is the capital of France?", "Write a haiku about autumn leaves", "Explain TCP slow start"} {
 		if r := p.post(t, "sk-a", chat("m", "", "user", q)); r.status != 200 || r.semStatus() != "MISS" || r.header.Get(api.HeaderKey) == "" {

@@ -81,7 +81,13 @@ func newProxyWith(t *testing.T, up *upstream, mutate func(*api.Config), mutateCa
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := newStore(t, emb)
+	return proxyOnStore(t, up, emb, newStore(t, emb), mutate, mutateCache)
+}
+
+// proxyOnStore starts the real proxy over the given embedder and store,
+// with the test threshold and the config adjustments (either may be nil).
+func proxyOnStore(t *testing.T, up *upstream, emb semantic.Embedder, store semantic.Store, mutate func(*api.Config), mutateCache func(*semantic.Config)) *proxy {
+	t.Helper()
 	ccfg := semantic.Config{Threshold: testThreshold}
 	if mutateCache != nil {
 		mutateCache(&ccfg)
@@ -717,18 +723,8 @@ func TestRedisFailOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	cache, err := semantic.New(semantic.Config{Threshold: testThreshold}, emb, store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	up := newUpstream(t, nil)
-	s, err := api.New(api.Config{Upstream: up.srv.URL + "/v1"}, cache)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(s)
-	defer hs.Close()
-	p := &proxy{url: hs.URL, cache: cache, up: up}
+	p := proxyOnStore(t, newUpstream(t, nil), emb, store, nil, nil)
+	cache := p.cache
 	ask := func(q, want string) {
 		t.Helper()
 		r := p.post(t, "sk-a", chat("m", "", "user", q))

@@ -57,6 +57,14 @@ type memRecord struct {
 	// tags are the entry's tags (see Tag); guarded by Memory.mu, unlike
 	// the fields above, which never change after Set.
 	tags []string
+	// obs is the entry's observation list, oldest first (see
+	// AddObservation); guarded by Memory.mu. The byte slices are private
+	// copies, never modified once appended.
+	obs [][]byte
+	// fit is the entry's fitted model (see SetFit), nil for none; swapped
+	// atomically, so Fit reads it without holding Memory.mu. The bytes are
+	// a private copy, never modified once stored.
+	fit atomic.Pointer[[]byte]
 }
 
 // Memory is semcache's embedded backend: a bounded LRU of entries with a
@@ -70,13 +78,15 @@ type memRecord struct {
 // LRU and the vector indexes always agree, and run the graph updates outside
 // the LRU lock, so lookups are not blocked by HNSW inserts. The tag map (see
 // Tag) is kept under the LRU lock and updated by every path that removes or
-// replaces an entry, so it never names a key that is gone.
+// replaces an entry, so it never names a key that is gone. An entry's
+// verification state (see AddObservation) lives on its record, so it leaves
+// with the entry by every one of those paths.
 type Memory struct {
 	cfg MemoryConfig
 
 	// wmu serialises every mutation of lru and parts; taken before mu.
 	wmu sync.Mutex
-	// mu guards lru, parts, tags and every record's tags.
+	// mu guards lru, parts, tags and every record's tags and obs.
 	mu    sync.Mutex
 	lru   *simplelru.LRU[string, *memRecord]
 	parts map[string]vectorIndex

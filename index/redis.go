@@ -77,9 +77,10 @@ type RedisConfig struct {
 
 // Redis is semcache's shared backend: exact entries as string keys with a
 // TTL (SET ... EX), and one HASH per vector (scope TAG, FLOAT32 vector, the
-// entry) indexed by a RediSearch HNSW index with COSINE distance, and one
-// SET of entry keys per tag (see Tag). Several proxies pointed at one Redis
-// share the cache.
+// entry) indexed by a RediSearch HNSW index with COSINE distance, one SET
+// of entry keys per tag (see Tag), and per entry a LIST of observations and
+// a STRING fit outside the vector hash (see AddObservation). Several proxies
+// pointed at one Redis share the cache.
 //
 // Redis is safe for concurrent use. It never drops an index or flushes a
 // database: start-up creates the index when it is missing and verifies it
@@ -312,9 +313,11 @@ func (r *Redis) Get(ctx context.Context, key string) ([]byte, bool, error) {
 // Set stores value under key for ttl (> 0, whole milliseconds) and, when vec
 // is not nil (length Dim), the vector hash in scope, in one MULTI/EXEC
 // transaction so that no half-written entry is ever visible. A nil vec
-// deletes any earlier vector of the key. A vector of the wrong length
-// returns an error wrapping ErrDimensionMismatch, an unusable one
-// ErrInvalidVector; neither writes anything.
+// deletes any earlier vector of the key. The same transaction deletes the
+// key's verification state (see AddObservation): a new answer starts with
+// none. A vector of the wrong length returns an error wrapping
+// ErrDimensionMismatch, an unusable one ErrInvalidVector; neither writes
+// anything.
 func (r *Redis) Set(ctx context.Context, key, scope string, value []byte, vec []float32, ttl time.Duration) error {
 	if ttl <= 0 {
 		return fmt.Errorf("index: ttl %v: must be > 0", ttl)
@@ -337,6 +340,7 @@ func (r *Redis) Set(ctx context.Context, key, scope string, value []byte, vec []
 		_ = r.ensureReady(ctx)
 	}
 	_, err := r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, r.obsKey(key), r.fitKey(key))
 		p.Set(ctx, r.exactKey(key), value, ttl)
 		vk := r.vectorKey(key)
 		if blob == nil {
@@ -435,13 +439,19 @@ func (r *Redis) knn(ctx context.Context, scope string, unit []float32, k int) (*
 	return &res, nil
 }
 
-// Delete removes key from both tiers and reports whether it existed.
+// Delete removes key from both tiers, with its verification state, in one
+// MULTI/EXEC transaction, and reports whether the entry existed.
 func (r *Redis) Delete(ctx context.Context, key string) (bool, error) {
-	n, err := r.rdb.Del(ctx, r.exactKey(key), r.vectorKey(key)).Result()
+	var del *redis.IntCmd
+	_, err := r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		del = p.Del(ctx, r.exactKey(key), r.vectorKey(key))
+		p.Del(ctx, r.obsKey(key), r.fitKey(key))
+		return nil
+	})
 	if err != nil {
-		return false, fmt.Errorf("redis DEL: %w", err)
+		return false, fmt.Errorf("redis MULTI DEL: %w", err)
 	}
-	return n > 0, nil
+	return del.Val() > 0, nil
 }
 
 // Len returns the number of entries with a vector (FT.INFO num_docs).

@@ -177,9 +177,10 @@ const tagBatch = 500
 
 // DeleteTag deletes every entry carrying tag, from both tiers, and returns
 // how many existed. It walks the tag's set with SSCAN; per batch, one
-// MULTI/EXEC deletes the entries' keys and removes those members from the
-// set, so a failure part-way leaves the rest of the set for a retry. An
-// entry tagged while DeleteTag runs may survive it.
+// MULTI/EXEC deletes the entries' keys (with their verification state, see
+// AddObservation) and removes those members from the set, so a failure
+// part-way leaves the rest of the set for a retry. An entry tagged while
+// DeleteTag runs may survive it.
 func (r *Redis) DeleteTag(ctx context.Context, tag string) (int, error) {
 	tk := r.tagKey(tag)
 	deleted := 0
@@ -194,6 +195,7 @@ func (r *Redis) DeleteTag(ctx context.Context, tag string) (int, error) {
 			_, err := r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 				for i, k := range members {
 					dels[i] = p.Del(ctx, r.exactKey(k), r.vectorKey(k))
+					p.Del(ctx, r.obsKey(k), r.fitKey(k))
 				}
 				p.SRem(ctx, tk, toAny(members)...)
 				return nil

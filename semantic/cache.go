@@ -82,6 +82,17 @@ type Config struct {
 	// that served each hit. nil means no cost accounting: the cost saved
 	// and UnpricedHits stay 0. DefaultPricing is the built-in table.
 	Pricing *Pricing
+	// Policy decides semantic hits: "" or PolicyStatic (Threshold), or
+	// PolicyAdaptive (Adaptive; Threshold then only matters as the
+	// per-request tightening in Options.Threshold).
+	Policy Policy
+	// Adaptive configures PolicyAdaptive; ignored otherwise.
+	Adaptive AdaptiveConfig
+	// Guards, when set, refuses semantic neighbours whose prompt differs
+	// from the request's in negation, numbers or configured words (see
+	// Guards.Flip), under either policy; each refusal is counted by reason
+	// in Stats and the next neighbour is tried. nil means no guards.
+	Guards *Guards
 }
 
 // similarityTolerance absorbs float32 rounding in dot products of unit
@@ -97,6 +108,8 @@ type Cache struct {
 	flight singleflight.Group
 	stats  Stats
 	faults *faultLog
+	// adaptive is nil under PolicyStatic.
+	adaptive *adaptive
 }
 
 // New returns a Cache over the embedder and store. It fails when cfg is out
@@ -132,7 +145,38 @@ func New(cfg Config, emb Embedder, store Store) (*Cache, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Cache{cfg: cfg, emb: emb, store: store, faults: newFaultLog(cfg.Logger, cfg.Now)}, nil
+	c := &Cache{cfg: cfg, emb: emb, store: store, faults: newFaultLog(cfg.Logger, cfg.Now)}
+	switch cfg.Policy {
+	case "", PolicyStatic:
+	case PolicyAdaptive:
+		a, err := newAdaptive(cfg.Adaptive, store)
+		if err != nil {
+			return nil, err
+		}
+		c.adaptive = a
+		a.startJudges(c)
+	default:
+		return nil, fmt.Errorf("semantic: Policy %q: want static or adaptive", cfg.Policy)
+	}
+	return c, nil
+}
+
+// Policy returns the decision policy in force.
+func (c *Cache) Policy() Policy {
+	if c.adaptive != nil {
+		return PolicyAdaptive
+	}
+	return PolicyStatic
+}
+
+// MaxErrorRate returns the error bound δ in force for a request asking for
+// requested (0: not asked) under PolicyAdaptive: the stricter of the two.
+// It returns 0 under PolicyStatic.
+func (c *Cache) MaxErrorRate(requested float64) float64 {
+	if c.adaptive == nil {
+		return 0
+	}
+	return c.adaptive.delta(Options{MaxErrorRate: requested})
 }
 
 // Normalization returns the cache's exact-key normalisation, for Identify.
@@ -204,6 +248,13 @@ type Result struct {
 	// several concurrent identical requests joined (one upstream call for
 	// all of them).
 	Shared bool
+	// Explored reports a miss of PolicyAdaptive that had a neighbour it
+	// chose not to serve: the answer came from upstream and the neighbour's
+	// answer is being verified against it (the X-Semcache-Explore header).
+	Explored bool
+	// explore carries what the verification needs from the lookup to the
+	// store.
+	explore *exploration
 	Upstream
 	// Stream holds, for a hit on an entry stored from a streamed answer,
 	// the chat.completion.chunk payloads as the upstream sent them (see
@@ -213,6 +264,8 @@ type Result struct {
 	// token usage and model of the entry that served a hit, for the stats
 	savedPrompt, savedCompletion int
 	savedModel                   string
+	// prompt is the normalised prompt of the entry that served a hit.
+	prompt string
 }
 
 // Entry is what the cache stores per answer, encoded as JSON in the Store.
@@ -326,6 +379,7 @@ func (c *Cache) getEntry(ctx context.Context, key string, o Options) (Result, bo
 		Age:      age,
 		Upstream: Upstream{Status: 200, ContentType: e.ContentType, Body: []byte(e.Response)},
 		Stream:   e.Stream,
+		prompt:   e.Prompt,
 		// Saved tokens are added in count.
 	}.withTokens(e), true
 }
@@ -341,12 +395,12 @@ func (c *Cache) lookupOrFetch(ctx context.Context, id Identity, o Options, fetch
 		}
 	}
 	var vec []float32
+	var lookup Result
 	if wantsVector(id, o) {
-		var r Result
 		var ok bool
-		vec, r, ok = c.semantic(ctx, id, o)
+		vec, lookup, ok = c.semantic(ctx, id, o)
 		if ok {
-			return r, nil
+			return lookup, nil
 		}
 	}
 	c.stats.UpstreamCalls.Add(1)
@@ -359,8 +413,24 @@ func (c *Cache) lookupOrFetch(ctx context.Context, id Identity, o Options, fetch
 		c.stats.UpstreamErrors.Add(1)
 	}
 	r := Result{Outcome: Miss, Key: id.Key, Upstream: up}
-	r.Stored, _ = c.keep(ctx, id, o, up, nil, vec)
+	r.Explored, r.explore = lookup.Explored, lookup.explore
+	r.Stored, _ = c.settleMiss(ctx, r, id, o, up, nil, vec)
 	return r, nil
+}
+
+// settleMiss stores a miss's fresh answer. After an exploration it stores
+// only an exact-tier copy (so an identical request hits) and queues the
+// verification, whose wrong verdict stores the answer with its vector;
+// otherwise it stores the answer with vec (see keep).
+func (c *Cache) settleMiss(ctx context.Context, miss Result, id Identity, o Options, up Upstream, stream []string, vec []float32) (bool, error) {
+	if miss.explore == nil {
+		return c.keep(ctx, id, o, up, stream, vec)
+	}
+	stored, err := c.keep(ctx, id, o, up, stream, nil)
+	if _, ok := Cacheable(up); ok {
+		c.verify(verification{exploration: *miss.explore, id: id, o: o, fresh: up, chunk: stream, vec: vec})
+	}
+	return stored, err
 }
 
 // wantsVector reports whether a request that missed the exact tier needs
@@ -421,6 +491,11 @@ func (c *Cache) semantic(ctx context.Context, id Identity, o Options) ([]float32
 		return vec, Result{}, false
 	}
 	threshold := c.EffectiveThreshold(o.Threshold)
+	if c.adaptive != nil {
+		// The floor replaces the static threshold; a request's own
+		// threshold can still only tighten.
+		threshold = max(c.adaptive.cfg.Floor, o.Threshold)
+	}
 	nn, err := c.store.Search(ctx, id.Scope, vec, c.cfg.TopK)
 	if err != nil {
 		c.stats.LookupErrors.Add(1)
@@ -428,15 +503,30 @@ func (c *Cache) semantic(ctx context.Context, id Identity, o Options) ([]float32
 		return vec, Result{}, false
 	}
 	for _, n := range nn {
-		if !accept(float64(n.Similarity), threshold) {
+		sim := float64(n.Similarity)
+		if !accept(sim, threshold) {
 			break // best first: nothing further can pass
 		}
 		r, ok := c.getEntry(ctx, n.ID, o)
 		if !ok {
 			continue // expired between search and get
 		}
+		if c.cfg.Guards != nil {
+			if reason, flipped := c.cfg.Guards.Flip(id.Normalized, r.prompt); flipped {
+				c.stats.countGuard(reason)
+				continue
+			}
+		}
+		if c.adaptive != nil {
+			explore, p := c.decide(ctx, n.ID, sim, o)
+			if explore {
+				c.stats.Explorations.Add(1)
+				return vec, Result{Explored: true, explore: &exploration{entry: n.ID, similarity: sim, cached: r.Body}}, false
+			}
+			c.stats.addEstimatedError(1 - p)
+		}
 		r.Tier = TierSemantic
-		r.Similarity = float64(n.Similarity)
+		r.Similarity = sim
 		return vec, r, true
 	}
 	return vec, Result{}, false

@@ -44,6 +44,10 @@ type Options struct {
 	// this request; a value below the configured one has no effect (see
 	// Cache.EffectiveThreshold).
 	Threshold float64
+	// MaxErrorRate, when > 0, is a stricter error bound δ for this request
+	// under PolicyAdaptive (X-Semcache-Max-Error); a value above the
+	// configured one has no effect (see Cache.MaxErrorRate).
+	MaxErrorRate float64
 }
 
 // flightSuffix separates the single flights of requests whose options
@@ -53,5 +57,5 @@ func (o Options) flightSuffix() string {
 	if o == (Options{}) {
 		return ""
 	}
-	return fmt.Sprintf("|%t|%t|%d|%d|%s|%g", o.SkipLookup, o.NoStore, o.MaxAge, o.TTL, o.Mode, o.Threshold)
+	return fmt.Sprintf("|%t|%t|%d|%d|%s|%g|%g", o.SkipLookup, o.NoStore, o.MaxAge, o.TTL, o.Mode, o.Threshold, o.MaxErrorRate)
 }

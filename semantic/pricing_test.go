@@ -266,7 +266,7 @@ func TestCostSavedOnHits(t *testing.T) {
 	id := ident(t, "another tenant", promptBase)
 	if _, vec, hit := e.cache.Lookup(context.Background(), id, semantic.Options{}); hit {
 		t.Fatal("Lookup hit an empty scope")
-	} else if ok, err := e.cache.StoreAnswer(context.Background(), id, semantic.Options{}, semantic.Answer{Upstream: paris.resp}, vec); !ok || err != nil {
+	} else if ok, err := e.cache.StoreAnswer(context.Background(), semantic.Result{}, id, semantic.Options{}, semantic.Answer{Upstream: paris.resp}, vec); !ok || err != nil {
 		t.Fatalf("StoreAnswer = %t, %v", ok, err)
 	}
 	if _, _, hit := e.cache.Lookup(context.Background(), id, semantic.Options{}); !hit {

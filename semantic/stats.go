@@ -51,6 +51,50 @@ type Stats struct {
 	// are in the tokens saved but not in the cost saved. It stays 0
 	// without a pricing table.
 	UnpricedHits atomic.Int64
+
+	// GuardNegation, GuardNumber and GuardToken count semantic neighbours
+	// refused by the meaning-flip guards (Config.Guards), by reason.
+	GuardNegation atomic.Int64
+	GuardNumber   atomic.Int64
+	GuardToken    atomic.Int64
+
+	// The counters below move under PolicyAdaptive only.
+
+	// Explorations counts misses that had a servable neighbour the policy
+	// chose to verify instead of serving (Result.Explored).
+	Explorations atomic.Int64
+	// JudgeCalls counts verifications run; VerifiedRight and
+	// VerifiedWrong their verdicts (JudgeErrors are among the wrong ones);
+	// JudgeDropped counts verifications dropped because the queue was full.
+	JudgeCalls    atomic.Int64
+	VerifiedRight atomic.Int64
+	VerifiedWrong atomic.Int64
+	JudgeErrors   atomic.Int64
+	JudgeDropped  atomic.Int64
+	// EstimatedErrorMicros adds up, in millionths, 1 - P̂(correct | s) of
+	// every semantic hit served under PolicyAdaptive: the expected number
+	// of wrong answers served, by the entries' fits.
+	EstimatedErrorMicros atomic.Int64
+}
+
+// countGuard counts one guard refusal by its reason (see Guards.Flip).
+func (s *Stats) countGuard(reason string) {
+	switch {
+	case reason == FlipNegation:
+		s.GuardNegation.Add(1)
+	case reason == FlipNumber:
+		s.GuardNumber.Add(1)
+	default:
+		s.GuardToken.Add(1)
+	}
+}
+
+// addEstimatedError adds a served hit's estimated probability of being
+// wrong.
+func (s *Stats) addEstimatedError(p float64) {
+	if p >= 0 && p <= 1 {
+		s.EstimatedErrorMicros.Add(int64(math.Round(p * 1e6)))
+	}
 }
 
 // Stats returns the cache's live counters.
@@ -79,6 +123,32 @@ type Snapshot struct {
 	// bound (the memory backend's LRU); 0 on stores that do not report
 	// them (Redis: see INFO evicted_keys).
 	Evictions int64 `json:"evictions"`
+	// GuardRefusals counts neighbours refused by the meaning-flip guards,
+	// by reason: "negation", "number", "token".
+	GuardRefusals GuardRefusals `json:"guard_refusals"`
+	// Policy is "static" or "adaptive"; the fields below it are 0 under
+	// static.
+	Policy        string `json:"policy"`
+	Explorations  int64  `json:"explorations"`
+	JudgeCalls    int64  `json:"judge_calls"`
+	VerifiedRight int64  `json:"verified_right"`
+	VerifiedWrong int64  `json:"verified_wrong"`
+	JudgeErrors   int64  `json:"judge_errors"`
+	JudgeDropped  int64  `json:"judge_dropped"`
+	// EstimatedErrorRate is the expected fraction of requests answered
+	// wrongly by semantic hits, by the entries' fits: EstimatedErrorMicros
+	// / 10⁶ / requests.
+	EstimatedErrorRate float64 `json:"estimated_error_rate"`
+	// MaxErrorRate is the configured δ (0 under static).
+	MaxErrorRate float64 `json:"max_error_rate"`
+}
+
+// GuardRefusals counts neighbours refused by the meaning-flip guards, by
+// reason (see Guards.Flip).
+type GuardRefusals struct {
+	Negation int64 `json:"negation"`
+	Number   int64 `json:"number"`
+	Token    int64 `json:"token"`
 }
 
 // Snapshot copies the counters and counts the live entries.
@@ -98,11 +168,25 @@ func (c *Cache) Snapshot(ctx context.Context) Snapshot {
 		CompletionTokensSaved: s.CompletionTokensSaved.Load(),
 		CostSavedUSD:          float64(s.CostSavedMicroUSD.Load()) / 1e6,
 		UnpricedHits:          s.UnpricedHits.Load(),
+		GuardRefusals: GuardRefusals{
+			Negation: s.GuardNegation.Load(),
+			Number:   s.GuardNumber.Load(),
+			Token:    s.GuardToken.Load(),
+		},
+		Policy:        string(c.Policy()),
+		Explorations:  s.Explorations.Load(),
+		JudgeCalls:    s.JudgeCalls.Load(),
+		VerifiedRight: s.VerifiedRight.Load(),
+		VerifiedWrong: s.VerifiedWrong.Load(),
+		JudgeErrors:   s.JudgeErrors.Load(),
+		JudgeDropped:  s.JudgeDropped.Load(),
+		MaxErrorRate:  c.MaxErrorRate(0),
 	}
 	out.Evictions, _ = c.Evictions()
 	out.Hits = out.ExactHits + out.SemanticHits
 	if out.Requests > 0 {
 		out.HitRate = float64(out.Hits) / float64(out.Requests)
+		out.EstimatedErrorRate = float64(s.EstimatedErrorMicros.Load()) / 1e6 / float64(out.Requests)
 	}
 	n, err := c.store.Len(ctx)
 	if err != nil {

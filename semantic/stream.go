@@ -33,16 +33,16 @@ func (c *Cache) Lookup(ctx context.Context, id Identity, o Options) (Result, []f
 		}
 	}
 	var vec []float32
+	var lookup Result
 	if wantsVector(id, o) {
-		var r Result
 		var ok bool
-		vec, r, ok = c.semantic(ctx, id, o)
+		vec, lookup, ok = c.semantic(ctx, id, o)
 		if ok {
-			c.count(r)
-			return r, vec, true
+			c.count(lookup)
+			return lookup, vec, true
 		}
 	}
-	r := Result{Outcome: Miss, Key: id.Key}
+	r := Result{Outcome: Miss, Key: id.Key, Explored: lookup.Explored, explore: lookup.explore}
 	c.count(r)
 	c.stats.UpstreamCalls.Add(1)
 	return r, vec, false
@@ -58,13 +58,14 @@ type Answer struct {
 	Stream []string
 }
 
-// StoreAnswer stores a, fetched by the caller after a Lookup miss, under
-// id with vec (Lookup's vector), as DoWith stores its answers: only when it
-// is complete (see Cacheable) and o allows it (NoStore, TTL). It reports
-// whether the answer was stored; the error is a store failure, already
-// logged and counted in StoreErrors.
-func (c *Cache) StoreAnswer(ctx context.Context, id Identity, o Options, a Answer, vec []float32) (bool, error) {
-	return c.keep(ctx, id, o, a.Upstream, a.Stream, vec)
+// StoreAnswer stores a, fetched by the caller after the Lookup miss miss,
+// under id with vec (Lookup's vector), as DoWith stores its answers: only
+// when it is complete (see Cacheable) and o allows it (NoStore, TTL); after
+// an exploration (miss.Explored) it queues the verification as DoWith does.
+// It reports whether the answer was stored; the error is a store failure,
+// already logged and counted in StoreErrors.
+func (c *Cache) StoreAnswer(ctx context.Context, miss Result, id Identity, o Options, a Answer, vec []float32) (bool, error) {
+	return c.settleMiss(ctx, miss, id, o, a.Upstream, a.Stream, vec)
 }
 
 // AnswerFromStream aggregates the data payloads of a complete

@@ -135,7 +135,7 @@ func storeStream(t *testing.T, e *env, prompt string, chunks []string) semantic.
 	if err != nil {
 		t.Fatal(err)
 	}
-	if stored, err := e.cache.StoreAnswer(t.Context(), id, semantic.Options{}, a, vec); !stored || err != nil {
+	if stored, err := e.cache.StoreAnswer(t.Context(), semantic.Result{}, id, semantic.Options{}, a, vec); !stored || err != nil {
 		t.Fatalf("StoreAnswer: %v %v", stored, err)
 	}
 	r, _, hit = e.cache.Lookup(t.Context(), id, semantic.Options{})
@@ -174,7 +174,7 @@ func TestLookupAndStoreAnswer(t *testing.T) {
 	far := ident(t, "t", promptFar)
 	_, vec, _ := e.cache.Lookup(t.Context(), far, semantic.Options{NoStore: true})
 	a, _ := semantic.AnswerFromStream(chunks)
-	if stored, err := e.cache.StoreAnswer(t.Context(), far, semantic.Options{NoStore: true}, a, vec); stored || err != nil {
+	if stored, err := e.cache.StoreAnswer(t.Context(), semantic.Result{}, far, semantic.Options{NoStore: true}, a, vec); stored || err != nil {
 		t.Errorf("no-store: stored %v %v", stored, err)
 	}
 	s := e.cache.Snapshot(t.Context())
@@ -250,7 +250,7 @@ func TestStreamChunksSynthesizesFromJSONAnswer(t *testing.T) {
 	id := ident(t, "t", promptBase)
 	_, vec, _ := e.cache.Lookup(t.Context(), id, semantic.Options{})
 	up := semantic.Upstream{Status: 200, ContentType: "application/json", Body: []byte(answer)}
-	if stored, err := e.cache.StoreAnswer(t.Context(), id, semantic.Options{}, semantic.Answer{Upstream: up}, vec); !stored || err != nil {
+	if stored, err := e.cache.StoreAnswer(t.Context(), semantic.Result{}, id, semantic.Options{}, semantic.Answer{Upstream: up}, vec); !stored || err != nil {
 		t.Fatalf("StoreAnswer: %v %v", stored, err)
 	}
 	r, _, _ := e.cache.Lookup(t.Context(), id, semantic.Options{})

@@ -1,0 +1,299 @@
+package semantic
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// Policy selects how the semantic tier decides whether to serve a
+// neighbour.
+type Policy string
+
+// Policies, as given to --policy.
+const (
+	// PolicyStatic serves a neighbour whose cosine similarity reaches
+	// Config.Threshold (the default).
+	PolicyStatic Policy = "static"
+	// PolicyAdaptive learns, per entry, where its answer is right, and
+	// serves so that at most AdaptiveConfig.MaxErrorRate of the requests
+	// get a wrong cached answer (see AdaptiveConfig).
+	PolicyAdaptive Policy = "adaptive"
+)
+
+// AdaptiveConfig configures PolicyAdaptive (after vCache, arXiv:2502.03771;
+// see FitObservations and ExploreProbability). New copies it; zero values
+// mean the defaults on each field, except Judge, which is required.
+//
+// For a request whose nearest neighbour (at cosine similarity s, not below
+// Floor, past the guards) is entry E, the cache either serves E's answer or
+// explores: it answers from upstream and queues a verification of E's answer
+// against the fresh one. It explores with probability τ̂ (see
+// ExploreProbability) from E's fit, and always while E has fewer than
+// MinObservations verified observations. The verdict, off the request path,
+// adds (s, right?) to E's observations and refits E; a wrong verdict also
+// stores the fresh answer as an entry of its own (with the request's
+// vector), and a right one leaves only an exact-tier copy of the fresh
+// answer.
+type AdaptiveConfig struct {
+	// MaxErrorRate is δ in (0, 1): the largest fraction of requests that
+	// may be answered with a wrong cached answer. 0 means 0.01. A request
+	// may lower it (Options.MaxErrorRate), never raise it.
+	MaxErrorRate float64
+	// MinObservations is the number of verified observations an entry
+	// needs before it is ever served from the semantic tier. 0 means 4.
+	MinObservations int
+	// MaxObservations bounds the observations kept per entry (the newest
+	// are kept). 0 means 256.
+	MaxObservations int
+	// Floor is the hard cosine-similarity floor in (0, 1]: a neighbour
+	// below it is neither served nor explored (the request is a plain miss
+	// and its answer is stored). 0 means 0.5.
+	Floor float64
+	// Epsilons is the ε grid of ExploreProbability; nil means
+	// DefaultEpsilons.
+	Epsilons []float64
+	// Seed seeds the exploration draws (a PCG source), so that a replay is
+	// reproducible. 0 means a random seed.
+	Seed uint64
+	// Judge verifies explored answers; required.
+	Judge Judge
+	// JudgeWorkers is the number of goroutines running verifications. 0
+	// means 2.
+	JudgeWorkers int
+	// JudgeQueue bounds the verifications waiting for a worker; one that
+	// does not fit is dropped and counted in Stats.JudgeDropped (no
+	// observation, no new entry). 0 means 1024.
+	JudgeQueue int
+	// JudgeTimeout bounds one verification. 0 means 30 seconds.
+	JudgeTimeout time.Duration
+}
+
+// stateStore is what PolicyAdaptive needs of the Store beyond Store: the
+// per-entry observations and fit, kept for the entry's lifetime outside its
+// vector (index.Memory and index.Redis have it).
+type stateStore interface {
+	AddObservation(ctx context.Context, key string, obs []byte, max int) ([][]byte, bool, error)
+	SetFit(ctx context.Context, key string, fit []byte) (bool, error)
+	Fit(ctx context.Context, key string) ([]byte, bool, error)
+}
+
+// adaptive is the running state of PolicyAdaptive.
+type adaptive struct {
+	cfg   AdaptiveConfig
+	state stateStore
+
+	rmu sync.Mutex
+	rng *rand.Rand
+
+	jobs    chan verification
+	pending sync.WaitGroup // queued or running verifications
+	stop    sync.Once
+	done    sync.WaitGroup // workers
+}
+
+func newAdaptive(cfg AdaptiveConfig, store Store) (*adaptive, error) {
+	st, ok := store.(stateStore)
+	if !ok {
+		return nil, fmt.Errorf("semantic: Policy adaptive: the store (%T) keeps no per-entry observations", store)
+	}
+	if cfg.Judge == nil {
+		return nil, fmt.Errorf("semantic: Adaptive.Judge: required for Policy adaptive")
+	}
+	if cfg.MaxErrorRate == 0 {
+		cfg.MaxErrorRate = 0.01
+	}
+	if !(cfg.MaxErrorRate > 0 && cfg.MaxErrorRate < 1) {
+		return nil, fmt.Errorf("semantic: Adaptive.MaxErrorRate %v: want a fraction in (0, 1)", cfg.MaxErrorRate)
+	}
+	for name, v := range map[string]int{"MinObservations": cfg.MinObservations, "MaxObservations": cfg.MaxObservations,
+		"JudgeWorkers": cfg.JudgeWorkers, "JudgeQueue": cfg.JudgeQueue} {
+		if v < 0 {
+			return nil, fmt.Errorf("semantic: Adaptive.%s %d: must not be negative", name, v)
+		}
+	}
+	cfg.MinObservations = cmpOr(cfg.MinObservations, 4)
+	cfg.MaxObservations = cmpOr(cfg.MaxObservations, 256)
+	cfg.JudgeWorkers = cmpOr(cfg.JudgeWorkers, 2)
+	cfg.JudgeQueue = cmpOr(cfg.JudgeQueue, 1024)
+	if cfg.JudgeTimeout < 0 {
+		return nil, fmt.Errorf("semantic: Adaptive.JudgeTimeout %v: must not be negative", cfg.JudgeTimeout)
+	}
+	cfg.JudgeTimeout = cmpOr(cfg.JudgeTimeout, 30*time.Second)
+	if cfg.Floor == 0 {
+		cfg.Floor = 0.5
+	}
+	if !(cfg.Floor > 0 && cfg.Floor <= 1) {
+		return nil, fmt.Errorf("semantic: Adaptive.Floor %v: want a cosine similarity in (0, 1]", cfg.Floor)
+	}
+	for _, e := range cfg.Epsilons {
+		if !(e > 0 && e < 1) {
+			return nil, fmt.Errorf("semantic: Adaptive.Epsilons: %v is not in (0, 1)", e)
+		}
+	}
+	seed := cfg.Seed
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	a := &adaptive{cfg: cfg, state: st, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		jobs: make(chan verification, cfg.JudgeQueue)}
+	return a, nil
+}
+
+func cmpOr[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// draw returns a uniform number in [0, 1).
+func (a *adaptive) draw() float64 {
+	a.rmu.Lock()
+	defer a.rmu.Unlock()
+	return a.rng.Float64()
+}
+
+// delta is the error bound in force for o: the stricter of the configured
+// one and the request's.
+func (a *adaptive) delta(o Options) float64 {
+	if o.MaxErrorRate > 0 {
+		return min(o.MaxErrorRate, a.cfg.MaxErrorRate)
+	}
+	return a.cfg.MaxErrorRate
+}
+
+// exploration is the pending verification of an explored neighbour; it
+// rides on the miss Result from the lookup to the store.
+type exploration struct {
+	entry      string  // the neighbour's key
+	similarity float64 // request to neighbour
+	cached     []byte  // the neighbour's answer
+}
+
+// verification is one queued judge run.
+type verification struct {
+	exploration
+	id    Identity
+	o     Options
+	fresh Upstream
+	chunk []string
+	vec   []float32
+}
+
+// decide reports whether to explore a request at similarity s to entry key
+// rather than serve it, and the fitted P(correct | s) used (NaN when the
+// entry had too few observations to be served at all).
+func (c *Cache) decide(ctx context.Context, key string, s float64, o Options) (explore bool, pCorrect float64) {
+	a := c.adaptive
+	raw, ok, err := a.state.Fit(ctx, key)
+	if err != nil {
+		c.stats.LookupErrors.Add(1)
+		c.faults.warn("read entry fit failed", "key", key, "err", err)
+		return true, math.NaN()
+	}
+	var f Fit
+	if !ok || json.Unmarshal(raw, &f) != nil || f.N < a.cfg.MinObservations {
+		return true, math.NaN()
+	}
+	tau := ExploreProbability(f, s, a.delta(o), a.cfg.Epsilons)
+	return a.draw() < tau, f.Correct(s)
+}
+
+// verify queues the verification of an explored answer, or counts it as
+// dropped when the queue is full.
+func (c *Cache) verify(v verification) {
+	a := c.adaptive
+	a.pending.Add(1)
+	select {
+	case a.jobs <- v:
+	default:
+		a.pending.Done()
+		c.stats.JudgeDropped.Add(1)
+	}
+}
+
+// startJudges starts the verification workers.
+func (a *adaptive) startJudges(c *Cache) {
+	for range a.cfg.JudgeWorkers {
+		a.done.Add(1)
+		go func() {
+			defer a.done.Done()
+			for v := range a.jobs {
+				c.settle(v)
+				a.pending.Done()
+			}
+		}()
+	}
+}
+
+// settle runs one verification: judge, record the observation, refit, and
+// store the fresh answer as an entry of its own when the cached one was
+// wrong. A judge error counts as wrong.
+func (c *Cache) settle(v verification) {
+	a := c.adaptive
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.JudgeTimeout)
+	defer cancel()
+	c.stats.JudgeCalls.Add(1)
+	right, err := a.cfg.Judge.Judge(ctx, JudgeInput{Prompt: v.id.Prompt, Cached: v.cached, Fresh: v.fresh.Body})
+	if err != nil {
+		c.stats.JudgeErrors.Add(1)
+		c.faults.warn("judge failed; counted as wrong", "err", err)
+		right = false
+	}
+	if right {
+		c.stats.VerifiedRight.Add(1)
+	} else {
+		c.stats.VerifiedWrong.Add(1)
+	}
+	list, ok, err := a.state.AddObservation(ctx, v.entry, encodeObservation(Observation{Similarity: v.similarity, Correct: right}), a.cfg.MaxObservations)
+	switch {
+	case err != nil:
+		c.stats.StoreErrors.Add(1)
+		c.faults.warn("record observation failed", "key", v.entry, "err", err)
+	case ok:
+		obs := make([]Observation, 0, len(list))
+		for _, b := range list {
+			if o, err := decodeObservation(b); err == nil {
+				obs = append(obs, o)
+			}
+		}
+		raw, _ := json.Marshal(FitObservations(obs))
+		if _, err := a.state.SetFit(ctx, v.entry, raw); err != nil {
+			c.stats.StoreErrors.Add(1)
+			c.faults.warn("store entry fit failed", "key", v.entry, "err", err)
+		}
+	}
+	if !right && v.vec != nil {
+		// The neighbour's answer does not fit this request: make the
+		// request an entry of its own, findable by its vector.
+		_, _ = c.keep(ctx, v.id, v.o, v.fresh, v.chunk, v.vec)
+	}
+}
+
+// Drain waits until every queued verification has been settled. Replays
+// call it after each request to be deterministic; a server never needs to.
+// It returns at once for PolicyStatic.
+func (c *Cache) Drain() {
+	if c.adaptive != nil {
+		c.adaptive.pending.Wait()
+	}
+}
+
+// Close stops the verification workers after the queued verifications are
+// settled. Requests must not be made after Close. It is a no-op for
+// PolicyStatic and safe to call more than once.
+func (c *Cache) Close() {
+	if a := c.adaptive; a != nil {
+		a.stop.Do(func() {
+			a.pending.Wait()
+			close(a.jobs)
+			a.done.Wait()
+		})
+	}
+}

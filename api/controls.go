@@ -25,6 +25,14 @@ const (
 	// (0, 1]; a value below the server's has no effect. The response echoes
 	// the threshold in force.
 	HeaderThreshold = "X-Semcache-Threshold"
+	// HeaderMaxError asks, under the adaptive policy, for a stricter
+	// maximum error rate δ in (0, 1); a value above the server's
+	// --max-error-rate has no effect. The response echoes the δ in force.
+	// Under the static policy it is accepted and echoed as 0.
+	HeaderMaxError = "X-Semcache-Max-Error"
+	// HeaderExplore, on responses, is "1" on a miss of the adaptive policy
+	// that had a neighbour it chose to verify instead of serving.
+	HeaderExplore = "X-Semcache-Explore"
 	// HeaderRule, on responses, names the TTL rule that matched the prompt
 	// (docs/ttl-rules.md).
 	HeaderRule = "X-Semcache-Rule"
@@ -41,6 +49,8 @@ type controls struct {
 	opts semantic.Options
 	// thresholdAsked reports whether the request sent X-Semcache-Threshold.
 	thresholdAsked bool
+	// maxErrorAsked reports whether the request sent X-Semcache-Max-Error.
+	maxErrorAsked bool
 }
 
 // parseControls reads the cache-control headers of a request. Malformed
@@ -102,6 +112,14 @@ func (s *Server) parseControls(h http.Header) (controls, error) {
 		}
 		c.opts.Threshold = t
 		c.thresholdAsked = true
+	}
+	if v := h.Get(HeaderMaxError); v != "" {
+		d, err := strconv.ParseFloat(v, 64)
+		if err != nil || !(d > 0 && d < 1) {
+			return c, badRequest("invalid_header", HeaderMaxError+": want a fraction of requests in (0, 1), e.g. 0.01")
+		}
+		c.opts.MaxErrorRate = d
+		c.maxErrorAsked = true
 	}
 	return c, nil
 }

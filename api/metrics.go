@@ -114,6 +114,7 @@ type cacheCollector struct {
 
 	requests, upstreamCalls, upstreamErrors, lookupErrors, storeErrors, tokensSaved, costSaved, unpricedHits,
 	evictions, expired, entries *prometheus.Desc
+	guardRefusals, explorations, verdicts, judgeErrors, judgeDropped, estimatedErrors *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*cacheCollector)(nil)
@@ -148,6 +149,20 @@ func newCacheCollector(cache *semantic.Cache) *cacheCollector {
 			"Expired entries the memory backend deleted (by its sweep or when read). Always 0 on Redis, which expires keys itself: see its INFO stats expired_keys."),
 		entries: desc("entries",
 			"Live cache entries, counted at scrape time."),
+		guardRefusals: desc("guard_refusals_total",
+			"Semantic neighbours refused by the meaning-flip guards (--guards), by reason (negation, number, token).",
+			"reason"),
+		explorations: desc("explorations_total",
+			"Adaptive policy: misses that had a neighbour the policy chose to verify instead of serving."),
+		verdicts: desc("verifications_total",
+			"Adaptive policy: verifications of explored neighbours, by verdict (right, wrong; judge errors count as wrong).",
+			"verdict"),
+		judgeErrors: desc("judge_errors_total",
+			"Adaptive policy: verifications whose judge failed (counted as wrong)."),
+		judgeDropped: desc("judge_dropped_total",
+			"Adaptive policy: verifications dropped because the judge queue was full."),
+		estimatedErrors: desc("estimated_wrong_hits_total",
+			"Adaptive policy: expected number of wrong semantic hits served, the sum of 1 - P(correct | similarity) by each entry's fit; divide by requests for the estimated error rate."),
 	}
 }
 
@@ -156,6 +171,7 @@ func (cc *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		cc.requests, cc.upstreamCalls, cc.upstreamErrors, cc.lookupErrors, cc.storeErrors, cc.tokensSaved,
 		cc.costSaved, cc.unpricedHits, cc.evictions, cc.expired, cc.entries,
+		cc.guardRefusals, cc.explorations, cc.verdicts, cc.judgeErrors, cc.judgeDropped, cc.estimatedErrors,
 	} {
 		ch <- d
 	}
@@ -186,6 +202,15 @@ func (cc *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(cc.evictions, evictions)
 	expired, _ := cc.cache.Expired()
 	counter(cc.expired, expired)
+	counter(cc.guardRefusals, s.GuardNegation.Load(), "negation")
+	counter(cc.guardRefusals, s.GuardNumber.Load(), "number")
+	counter(cc.guardRefusals, s.GuardToken.Load(), "token")
+	counter(cc.explorations, s.Explorations.Load())
+	counter(cc.verdicts, s.VerifiedRight.Load(), "right")
+	counter(cc.verdicts, s.VerifiedWrong.Load(), "wrong")
+	counter(cc.judgeErrors, s.JudgeErrors.Load())
+	counter(cc.judgeDropped, s.JudgeDropped.Load())
+	ch <- prometheus.MustNewConstMetric(cc.estimatedErrors, prometheus.CounterValue, float64(s.EstimatedErrorMicros.Load())/1e6)
 
 	ctx, cancel := context.WithTimeout(context.Background(), entriesTimeout)
 	defer cancel()

@@ -314,6 +314,12 @@ func (s *Server) setCacheHeaders(h http.Header, res semantic.Result, ctl control
 	if ctl.thresholdAsked {
 		h.Set(HeaderThreshold, strconv.FormatFloat(s.cache.EffectiveThreshold(ctl.opts.Threshold), 'f', -1, 64))
 	}
+	if ctl.maxErrorAsked {
+		h.Set(HeaderMaxError, strconv.FormatFloat(s.cache.MaxErrorRate(ctl.opts.MaxErrorRate), 'f', -1, 64))
+	}
+	if res.Explored {
+		h.Set(HeaderExplore, "1")
+	}
 	if res.Outcome == semantic.Hit || res.Stored {
 		h.Set(HeaderKey, res.Key)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -74,6 +75,21 @@ type serveConfig struct {
 	simPerToken     time.Duration
 	logLevel        string
 	logFormat       string
+	// policy and the adaptive policy's settings (issue 7)
+	policy         string
+	maxErrorRate   float64
+	floor          float64
+	minObs         int
+	judge          string
+	judgeThreshold float64
+	judgeGreyBand  float64
+	judgeLLMURL    string
+	judgeLLMModel  string
+	judgeLLMKey    string
+	judgeWorkers   int
+	policySeed     int64
+	guards         string
+	guardTokens    string
 }
 
 // envFlags maps each flag to the environment variable that sets it when the
@@ -115,6 +131,19 @@ var envFlags = map[string]string{
 	"sim-per-token-latency": "SEMCACHE_SIM_PER_TOKEN_LATENCY",
 	"log-level":             "SEMCACHE_LOG_LEVEL",
 	"log-format":            "SEMCACHE_LOG_FORMAT",
+	"policy":                "SEMCACHE_POLICY",
+	"max-error-rate":        "SEMCACHE_MAX_ERROR_RATE",
+	"similarity-floor":      "SEMCACHE_SIMILARITY_FLOOR",
+	"min-observations":      "SEMCACHE_MIN_OBSERVATIONS",
+	"judge":                 "SEMCACHE_JUDGE",
+	"judge-threshold":       "SEMCACHE_JUDGE_THRESHOLD",
+	"judge-grey-band":       "SEMCACHE_JUDGE_GREY_BAND",
+	"judge-llm-url":         "SEMCACHE_JUDGE_LLM_URL",
+	"judge-llm-model":       "SEMCACHE_JUDGE_LLM_MODEL",
+	"judge-workers":         "SEMCACHE_JUDGE_WORKERS",
+	"policy-seed":           "SEMCACHE_POLICY_SEED",
+	"guards":                "SEMCACHE_GUARDS",
+	"guard-tokens":          "SEMCACHE_GUARD_TOKENS",
 }
 
 // parseServe parses flags, then fills unset flags from the environment
@@ -158,6 +187,19 @@ func parseServe(args []string, getenv func(string) string, help io.Writer) (serv
 	intFlag(fs, &c.hnswEfRuntime, "hnsw-ef-runtime", 64, "HNSW EF_RUNTIME: candidate list size at query")
 	durationFlag(fs, &c.simLatency, "sim-latency", 300*time.Millisecond, "simulated upstream: time to first token")
 	durationFlag(fs, &c.simPerToken, "sim-per-token-latency", 10*time.Millisecond, "simulated upstream: time per completion token")
+	fs.StringVar(&c.policy, "policy", "static", "semantic-hit policy: static (serve neighbours at or above --threshold) or adaptive (learn per entry where it may serve, within --max-error-rate; README \"Error-bounded serving\")")
+	floatFlag(fs, &c.maxErrorRate, "max-error-rate", 0.01, "adaptive policy: δ, the largest fraction of requests that may get a wrong cached answer, in (0, 1)")
+	floatFlag(fs, &c.floor, "similarity-floor", 0.5, "adaptive policy: cosine similarity in (0, 1] below which a neighbour is never served nor explored")
+	intFlag(fs, &c.minObs, "min-observations", 4, "adaptive policy: verified observations an entry needs before it is ever served")
+	fs.StringVar(&c.judge, "judge", "exact", "adaptive policy: how explored answers are verified: exact (normalised answers equal) or embedding (then answer similarity >= --judge-threshold, LLM judge in the grey band when --judge-llm-url is set)")
+	floatFlag(fs, &c.judgeThreshold, "judge-threshold", 0, "--judge embedding: answer cosine similarity in (0, 1] at or above which two answers mean the same; required, calibrate it (README)")
+	floatFlag(fs, &c.judgeGreyBand, "judge-grey-band", 0, "--judge embedding: width below --judge-threshold in which the LLM judge decides")
+	fs.StringVar(&c.judgeLLMURL, "judge-llm-url", "", "--judge embedding: OpenAI-compatible chat-completions URL of the LLM judge for the grey band (key from SEMCACHE_JUDGE_LLM_API_KEY)")
+	fs.StringVar(&c.judgeLLMModel, "judge-llm-model", "", "model of the LLM judge")
+	intFlag(fs, &c.judgeWorkers, "judge-workers", 2, "adaptive policy: goroutines verifying explored answers")
+	int64Flag(fs, &c.policySeed, "policy-seed", 0, "adaptive policy: seed of the exploration draws; 0 means random")
+	fs.StringVar(&c.guards, "guards", "negation", "meaning-flip guards refusing semantic hits: none, or a comma list of negation and numbers (docs/guards.md)")
+	fs.StringVar(&c.guardTokens, "guard-tokens", "", "extra guard words, comma-separated, that must be in both prompts or neither (e.g. monthly,yearly)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
 	if err := fs.Parse(args); err != nil {
@@ -193,6 +235,7 @@ func parseServe(args []string, getenv func(string) string, help io.Writer) (serv
 	c.upstreamKey = getenv("SEMCACHE_UPSTREAM_API_KEY")
 	c.embedderKey = getenv("SEMCACHE_EMBEDDER_API_KEY")
 	c.adminToken = getenv("SEMCACHE_ADMIN_TOKEN")
+	c.judgeLLMKey = getenv("SEMCACHE_JUDGE_LLM_API_KEY")
 	return c, c.validate()
 }
 
@@ -289,7 +332,102 @@ func (c *serveConfig) validate() error {
 	if c.upstream != "" && !strings.HasPrefix(c.upstream, "http://") && !strings.HasPrefix(c.upstream, "https://") {
 		return fmt.Errorf("--upstream %q: want an http(s) base URL such as https://api.openai.com/v1", c.upstream)
 	}
+	if _, err := c.guardSet(); err != nil {
+		return err
+	}
+	return c.validatePolicy()
+}
+
+// validatePolicy checks the policy flags.
+func (c *serveConfig) validatePolicy() error {
+	switch c.policy {
+	case "static", "adaptive":
+	default:
+		return fmt.Errorf("--policy %q: want static or adaptive", c.policy)
+	}
+	if !(c.maxErrorRate > 0 && c.maxErrorRate < 1) {
+		return fmt.Errorf("--max-error-rate %v: want a fraction of requests in (0, 1), e.g. 0.01", c.maxErrorRate)
+	}
+	if !(c.floor > 0 && c.floor <= 1) {
+		return fmt.Errorf("--similarity-floor %v: want a cosine similarity in (0, 1]", c.floor)
+	}
+	if c.minObs <= 0 {
+		return fmt.Errorf("--min-observations %d: must be > 0", c.minObs)
+	}
+	if c.judgeWorkers <= 0 {
+		return fmt.Errorf("--judge-workers %d: must be > 0", c.judgeWorkers)
+	}
+	switch c.judge {
+	case "exact":
+		if c.judgeThreshold != 0 || c.judgeLLMURL != "" {
+			return errors.New("--judge-threshold and --judge-llm-url need --judge embedding")
+		}
+	case "embedding":
+		if !(c.judgeThreshold > 0 && c.judgeThreshold <= 1) {
+			return fmt.Errorf("--judge embedding needs --judge-threshold in (0, 1] (got %v): calibrate it on answer pairs of your own (README)", c.judgeThreshold)
+		}
+		if c.judgeGreyBand < 0 || c.judgeGreyBand > c.judgeThreshold {
+			return fmt.Errorf("--judge-grey-band %v: want 0 to --judge-threshold", c.judgeGreyBand)
+		}
+		if c.judgeLLMURL != "" && (!strings.HasPrefix(c.judgeLLMURL, "http://") && !strings.HasPrefix(c.judgeLLMURL, "https://") || c.judgeLLMModel == "") {
+			return errors.New("--judge-llm-url needs an http(s) chat-completions URL and --judge-llm-model")
+		}
+	default:
+		return fmt.Errorf("--judge %q: want exact or embedding", c.judge)
+	}
 	return nil
+}
+
+// guardSet builds the meaning-flip guards of --guards and --guard-tokens;
+// nil when both are off.
+func (c *serveConfig) guardSet() (*semantic.Guards, error) {
+	cfg := semantic.GuardsConfig{Negations: []string{}}
+	on := false
+	if c.guards != "none" {
+		for _, g := range strings.Split(c.guards, ",") {
+			switch strings.TrimSpace(g) {
+			case "negation":
+				cfg.Negations, on = nil, true // nil: the default list
+			case "numbers":
+				cfg.Numbers, on = true, true
+			default:
+				return nil, fmt.Errorf("--guards %q: want none or a comma list of negation and numbers", c.guards)
+			}
+		}
+	}
+	if c.guardTokens != "" {
+		for _, w := range strings.Split(c.guardTokens, ",") {
+			cfg.Extra = append(cfg.Extra, strings.TrimSpace(w))
+		}
+		on = true
+	}
+	if !on {
+		return nil, nil
+	}
+	g, err := semantic.NewGuards(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("--guards/--guard-tokens: %w", err)
+	}
+	return g, nil
+}
+
+// policyConfig returns the cache's policy settings.
+func (c *serveConfig) policyConfig(emb semantic.Embedder) (semantic.Policy, semantic.AdaptiveConfig) {
+	if c.policy != "adaptive" {
+		return semantic.PolicyStatic, semantic.AdaptiveConfig{}
+	}
+	judge := &semantic.AnswerJudge{}
+	if c.judge == "embedding" {
+		judge.Embedder, judge.Threshold, judge.GreyBand = emb, c.judgeThreshold, c.judgeGreyBand
+		if c.judgeLLMURL != "" {
+			judge.LLM = &semantic.LLMJudge{URL: c.judgeLLMURL, Model: c.judgeLLMModel, APIKey: c.judgeLLMKey,
+				Client: &http.Client{Timeout: 30 * time.Second}}
+		}
+	}
+	return semantic.PolicyAdaptive, semantic.AdaptiveConfig{
+		MaxErrorRate: c.maxErrorRate, MinObservations: c.minObs, Floor: c.floor,
+		Seed: uint64(c.policySeed), Judge: judge, JudgeWorkers: c.judgeWorkers,
+	}
 }
 
 // thresholdValue returns the threshold in force.
@@ -484,14 +622,17 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func
 		log.Info("pricing table loaded: check its prices against your provider's", "pricing", cfg.pricing,
 			"models", pricing.Len(), "source", pricing.Source(), "as_of", pricing.AsOf())
 	}
+	guards, _ := cfg.guardSet()
+	policy, adaptive := cfg.policyConfig(emb)
 	cache, err := semantic.New(semantic.Config{
 		Threshold: cfg.thresholdValue(), TopK: cfg.topK, TTL: cfg.ttl,
 		UpstreamTimeout: cfg.upstreamTimeout, Normalization: norm, Logger: log,
-		Pricing: pricing,
+		Pricing: pricing, Policy: policy, Adaptive: adaptive, Guards: guards,
 	}, emb, store)
 	if err != nil {
 		return err
 	}
+	defer cache.Close() // after the server has stopped: settles queued verifications
 	srv, err := api.New(api.Config{
 		Upstream: upstream, UpstreamAPIKey: cfg.upstreamKey, SharedNamespace: cfg.namespace,
 		CacheDisabled: !cfg.enabled, MaxBodyBytes: cfg.maxBodyBytes, MaxStreamBytes: cfg.maxStreamBytes, MaxTTL: cfg.maxTTL, Rules: rules, Logger: log,
@@ -508,6 +649,7 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func
 	log.Info("semcache listening", "addr", "http://"+ln.Addr().String(), "upstream", upstream,
 		"cache", cfg.enabled, "backend", cfg.backend, "index", cfg.indexKind,
 		"embedder", emb.Fingerprint(), "threshold", cfg.thresholdValue(), "ttl", cfg.ttl,
+		"policy", cfg.policy, "max_error_rate", cache.MaxErrorRate(0), "guards", cfg.guards,
 		"upstream_key_set", cfg.upstreamKey != "", "admin_endpoints", cfg.adminToken != "")
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
@@ -534,6 +676,29 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func
 func durationFlag(fs *flag.FlagSet, p *time.Duration, name string, def time.Duration, usage string) {
 	*p = def
 	fs.Var(durationValue{p}, name, usage)
+}
+
+func floatFlag(fs *flag.FlagSet, p *float64, name string, def float64, usage string) {
+	*p = def
+	fs.Var(floatValue{p}, name, usage)
+}
+
+type floatValue struct{ p *float64 }
+
+func (v floatValue) Set(s string) error {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return fmt.Errorf("want a number, got %q", s)
+	}
+	*v.p = f
+	return nil
+}
+
+func (v floatValue) String() string {
+	if v.p == nil {
+		return "0"
+	}
+	return strconv.FormatFloat(*v.p, 'g', -1, 64)
 }
 
 func intFlag(fs *flag.FlagSet, p *int, name string, def int, usage string) {

@@ -93,6 +93,19 @@ func TestParseServeRejects(t *testing.T) {
 		{"ttl above max-ttl", []string{"--ttl", "48h"}, nil, "--max-ttl"},
 		{"missing pricing file", []string{"--pricing", "/nonexistent/pricing.json"}, nil, "--pricing: semantic: load pricing"},
 		{"pricing from env", nil, map[string]string{"SEMCACHE_PRICING": "/nonexistent/pricing.json"}, "--pricing"},
+		{"unknown policy", []string{"--policy", "sometimes"}, nil, "--policy"},
+		{"max error rate 1", []string{"--max-error-rate", "1"}, nil, "--max-error-rate"},
+		{"max error rate from env", nil, map[string]string{"SEMCACHE_MAX_ERROR_RATE": "-0.1"}, "--max-error-rate"},
+		{"max error rate not a number", []string{"--max-error-rate", "low"}, nil, "want a number"},
+		{"floor zero", []string{"--similarity-floor", "0"}, nil, "--similarity-floor"},
+		{"min observations zero", []string{"--min-observations", "0"}, nil, "--min-observations"},
+		{"unknown judge", []string{"--judge", "vibes"}, nil, "--judge"},
+		{"embedding judge without threshold", []string{"--judge", "embedding"}, nil, "--judge-threshold"},
+		{"llm judge with exact judge", []string{"--judge-llm-url", "http://127.0.0.1:1/v1/chat/completions"}, nil, "--judge embedding"},
+		{"llm judge without model", []string{"--judge", "embedding", "--judge-threshold", "0.9", "--judge-llm-url", "http://127.0.0.1:1/v1/chat/completions"}, nil, "--judge-llm-model"},
+		{"grey band above threshold", []string{"--judge", "embedding", "--judge-threshold", "0.3", "--judge-grey-band", "0.5"}, nil, "--judge-grey-band"},
+		{"unknown guard", []string{"--guards", "negation,sarcasm"}, nil, "--guards"},
+		{"two-word guard token", []string{"--guard-tokens", "per month"}, nil, "--guard-tokens"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

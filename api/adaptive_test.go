@@ -1,0 +1,170 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/semcache/semcache/api"
+	"github.com/semcache/semcache/embedding"
+	"github.com/semcache/semcache/semantic"
+)
+
+// faqAnswer is the one answer of the FAQ upstream below, whatever the
+// wording of the question: every paraphrase gets the same answer, so the
+// exact-match judge finds cached answers right.
+const faqAnswer = `{"id":"chatcmpl-faq","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Open Settings, then Security, then Reset password."},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":9,"total_tokens":18}}`
+
+func faqUpstream(t *testing.T) *upstream {
+	return newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(faqAnswer))
+	}))
+}
+
+type fitStore interface {
+	SetFit(ctx context.Context, key string, fit []byte) (bool, error)
+	Fit(ctx context.Context, key string) ([]byte, bool, error)
+}
+
+func postWith(t *testing.T, p *proxy, body string, header map[string]string) reply {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, p.url+"/v1/chat/completions", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer sk-a")
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	return p.send(t, req)
+}
+
+// TestAdaptivePolicyEndToEnd runs the adaptive policy through the real
+// server: a young entry is explored (X-Semcache-Explore) and verified off
+// the request path; an entry whose stored fit is sure is served; the
+// per-request X-Semcache-Max-Error only tightens and is echoed; the stats
+// and /metrics count explorations and verdicts.
+func TestAdaptivePolicyEndToEnd(t *testing.T) { forEachBackend(t, testAdaptivePolicyEndToEnd) }
+
+func testAdaptivePolicyEndToEnd(t *testing.T) {
+	emb, err := embedding.NewLocal(embedding.LocalConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := newStore(t, emb)
+	p := proxyOnStore(t, faqUpstream(t), emb, store, nil, func(c *semantic.Config) {
+		c.Policy = semantic.PolicyAdaptive
+		c.Adaptive = semantic.AdaptiveConfig{MaxErrorRate: 0.01, MinObservations: 1, Seed: 3, Judge: &semantic.AnswerJudge{}}
+	})
+	first := p.post(t, "sk-a", chat("m", "", "user", question))
+	if first.header.Get(api.HeaderStatus) != "MISS" {
+		t.Fatalf("first request: %s", first.header.Get(api.HeaderStatus))
+	}
+	key := first.header.Get(api.HeaderKey)
+	second := p.post(t, "sk-a", chat("m", "", "user", paraphrase))
+	if second.header.Get(api.HeaderStatus) != "MISS" || second.header.Get(api.HeaderExplore) != "1" || string(second.body) != faqAnswer {
+		t.Fatalf("paraphrase of a young entry: status %s, explore %q; want an explored MISS with the upstream's answer",
+			second.header.Get(api.HeaderStatus), second.header.Get(api.HeaderExplore))
+	}
+	p.cache.Drain()
+	raw, ok, err := store.(fitStore).Fit(t.Context(), key)
+	var f semantic.Fit
+	if err != nil || !ok || json.Unmarshal(raw, &f) != nil || f.N != 1 {
+		t.Fatalf("entry fit after one verdict: %s, %v, %v", raw, ok, err)
+	}
+
+	// A sure fit: alpha(eps) = 1 - eps, at most 0.995, so tau-hat is 0 at
+	// delta 0.01 and 0.8 at delta 0.001.
+	sure, _ := json.Marshal(semantic.Fit{T: 0.2, Gamma: 200, SDT: 0.001, N: 40})
+	if ok, err := store.(fitStore).SetFit(t.Context(), key, sure); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	for _, q := range []string{"How could I reset my password?", "How do I reset the password?"} {
+		r := postWith(t, p, chat("m", "", "user", q), map[string]string{api.HeaderMaxError: "0.5"})
+		if r.header.Get(api.HeaderStatus) != "HIT" || r.header.Get(api.HeaderTier) != "semantic" {
+			t.Errorf("%q with a sure fit: %s %s, want a semantic HIT", q, r.header.Get(api.HeaderStatus), r.header.Get(api.HeaderTier))
+		}
+		if got := r.header.Get(api.HeaderMaxError); got != "0.01" {
+			t.Errorf("asked 0.5: %s = %q, want the server's 0.01 (tighten only)", api.HeaderMaxError, got)
+		}
+	}
+	explored := 0
+	for _, q := range []string{"How can I reset the password?", "how do i reset my password", "How do I reset my password now?", "Reset my password, how?", "How to reset my password?"} {
+		r := postWith(t, p, chat("m", "", "user", q), map[string]string{api.HeaderMaxError: "0.001"})
+		if got := r.header.Get(api.HeaderMaxError); got != "0.001" {
+			t.Errorf("asked 0.001: %s = %q", api.HeaderMaxError, got)
+		}
+		if r.header.Get(api.HeaderExplore) == "1" {
+			explored++
+		}
+	}
+	if explored == 0 {
+		t.Error("delta 0.001 (tau-hat 0.8): no exploration in 5 requests")
+	}
+	bad := postWith(t, p, chat("m", "", "user", question), map[string]string{api.HeaderMaxError: "1.5"})
+	if bad.status != http.StatusBadRequest || !strings.Contains(string(bad.body), api.HeaderMaxError) {
+		t.Errorf("X-Semcache-Max-Error 1.5: %d %s", bad.status, bad.body)
+	}
+
+	p.cache.Drain()
+	var s semantic.Snapshot
+	if err := json.Unmarshal(p.do(t, http.MethodGet, "/api/v1/cache/stats", "", "").body, &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.Policy != "adaptive" || s.MaxErrorRate != 0.01 || s.Explorations != int64(1+explored) || s.VerifiedRight != s.Explorations || s.SemanticHits < 2 {
+		t.Errorf("stats: %+v", s)
+	}
+	metrics := string(p.do(t, http.MethodGet, "/metrics", "", "").body)
+	for _, line := range []string{"semcache_explorations_total ", `semcache_verifications_total{verdict="right"} `} {
+		if !strings.Contains(metrics, line) {
+			t.Errorf("/metrics has no %q", line)
+		}
+	}
+}
+
+// TestGuardsEndToEnd: with the negation guard, a prompt that differs from a
+// cached one by "not" is a MISS although its similarity passes the
+// threshold (checked without guards), counted in stats and /metrics.
+func TestGuardsEndToEnd(t *testing.T) { forEachBackend(t, testGuardsEndToEnd) }
+
+func testGuardsEndToEnd(t *testing.T) {
+	const negated = "How do I not reset my password?"
+	g, err := semantic.NewGuards(semantic.GuardsConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, guards := range []*semantic.Guards{nil, g} {
+		p := newProxyWith(t, newUpstream(t, nil), nil, func(c *semantic.Config) { c.Guards = guards })
+		p.post(t, "sk-a", chat("m", "", "user", question))
+		r := p.post(t, "sk-a", chat("m", "", "user", negated))
+		want := "HIT"
+		if guards != nil {
+			want = "MISS"
+		}
+		if got := r.header.Get(api.HeaderStatus); got != want {
+			t.Errorf("guards %v: %q after %q: %s, want %s", guards != nil, negated, question, got, want)
+		}
+		var s semantic.Snapshot
+		if err := json.Unmarshal(p.do(t, http.MethodGet, "/api/v1/cache/stats", "", "").body, &s); err != nil {
+			t.Fatal(err)
+		}
+		metrics := string(p.do(t, http.MethodGet, "/metrics", "", "").body)
+		if guards != nil && (s.GuardRefusals.Negation != 1 || !strings.Contains(metrics, `semcache_guard_refusals_total{reason="negation"} 1`)) {
+			t.Errorf("guard refusals: stats %+v; metrics lines: %v", s.GuardRefusals, grepLines(metrics, "guard_refusals"))
+		}
+	}
+}
+
+func grepLines(text, sub string) []string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return out
+}

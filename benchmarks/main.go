@@ -19,6 +19,7 @@ const usageText = `usage: semcache bench <command> [flags]
 
 commands:
   tune     sweep the similarity threshold on labelled data (1-nearest-neighbour protocol)
+  adaptive replay labelled data under the adaptive policy and static thresholds; error vs requests
   replay   replay a query log through a semcache proxy (running on loopback, or in-process)
   load     bounded load of repeated, paraphrased and new prompts; throughput and latency
 
@@ -45,6 +46,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "tune":
 		run = runTuneCommand
+	case "adaptive":
+		run = runAdaptiveCommand
 	case "replay":
 		run = runReplayCommand
 	case "load":

@@ -1,7 +1,7 @@
 // Command semcache is a semantic cache for OpenAI-compatible LLM APIs.
 //
 //	semcache serve [flags]   run the caching proxy
-//	semcache bench ...       threshold tuning, query-log replay, load
+//	semcache bench ...       threshold tuning, adaptive-policy replay, query-log replay, load
 //	semcache embedder train  train the local embedding model
 //	semcache version
 package main
@@ -31,7 +31,7 @@ const usage = `usage: semcache <command> [flags]
 
 commands:
   serve     run the caching proxy (semcache serve -h for flags)
-  bench     measure: bench tune, bench replay, bench load
+  bench     measure: bench tune, bench adaptive, bench replay, bench load
   embedder  train the local embedding model: embedder train
   version   print the version
 `

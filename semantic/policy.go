@@ -235,6 +235,12 @@ func (a *adaptive) startJudges(c *Cache) {
 // settle runs one verification: judge, record the observation, refit, and
 // store the fresh answer as an entry of its own when the cached one was
 // wrong. A judge error counts as wrong.
+//
+// A wrong verdict (answers that differ, not a judge error) is also the new
+// entry's first observation: the cached prompt, at the same similarity,
+// would get the new answer wrong, as the answers differ both ways. This
+// gives a young entry the wrong neighbour its fit most needs to find where
+// it may serve.
 func (c *Cache) settle(v verification) {
 	a := c.adaptive
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.JudgeTimeout)
@@ -251,28 +257,40 @@ func (c *Cache) settle(v verification) {
 	} else {
 		c.stats.VerifiedWrong.Add(1)
 	}
-	list, ok, err := a.state.AddObservation(ctx, v.entry, encodeObservation(Observation{Similarity: v.similarity, Correct: right}), a.cfg.MaxObservations)
-	switch {
-	case err != nil:
-		c.stats.StoreErrors.Add(1)
-		c.faults.warn("record observation failed", "key", v.entry, "err", err)
-	case ok:
-		obs := make([]Observation, 0, len(list))
-		for _, b := range list {
-			if o, err := decodeObservation(b); err == nil {
-				obs = append(obs, o)
-			}
-		}
-		raw, _ := json.Marshal(FitObservations(obs))
-		if _, err := a.state.SetFit(ctx, v.entry, raw); err != nil {
-			c.stats.StoreErrors.Add(1)
-			c.faults.warn("store entry fit failed", "key", v.entry, "err", err)
-		}
-	}
+	c.observe(ctx, v.entry, Observation{Similarity: v.similarity, Correct: right})
 	if !right && v.vec != nil {
 		// The neighbour's answer does not fit this request: make the
 		// request an entry of its own, findable by its vector.
-		_, _ = c.keep(ctx, v.id, v.o, v.fresh, v.chunk, v.vec)
+		if stored, _ := c.keep(ctx, v.id, v.o, v.fresh, v.chunk, v.vec); stored && err == nil {
+			c.observe(ctx, v.id.Key, Observation{Similarity: v.similarity, Correct: false})
+		}
+	}
+}
+
+// observe appends o to the observations of the entry under key and stores
+// the entry's new fit. Failures are logged and counted as store errors; an
+// entry that has gone in between is skipped.
+func (c *Cache) observe(ctx context.Context, key string, o Observation) {
+	a := c.adaptive
+	list, ok, err := a.state.AddObservation(ctx, key, encodeObservation(o), a.cfg.MaxObservations)
+	if err != nil {
+		c.stats.StoreErrors.Add(1)
+		c.faults.warn("record observation failed", "key", key, "err", err)
+		return
+	}
+	if !ok {
+		return
+	}
+	obs := make([]Observation, 0, len(list))
+	for _, b := range list {
+		if o, err := decodeObservation(b); err == nil {
+			obs = append(obs, o)
+		}
+	}
+	raw, _ := json.Marshal(FitObservations(obs))
+	if _, err := a.state.SetFit(ctx, key, raw); err != nil {
+		c.stats.StoreErrors.Add(1)
+		c.faults.warn("store entry fit failed", "key", key, "err", err)
 	}
 }
 

@@ -208,6 +208,12 @@ func TestAdaptiveWrongVerdictAddsEntry(t *testing.T) {
 		if f := storedFit(t, store, base.Key); f.N != 1 {
 			t.Errorf("base fit N = %d, want 1", f.N)
 		}
+		// The new entry starts with the symmetric observation: the base
+		// prompt at 0.8 would get its answer wrong.
+		list, ok, err := store.AddObservation(t.Context(), near.Key, []byte{0, 0, 0x80, 0x3f, 1}, 256)
+		if err != nil || !ok || len(list) != 2 || list[0][4] != 0 {
+			t.Errorf("new entry's observations = %v, %v, %v; want the wrong one at 0.8 first", list, ok, err)
+		}
 		id := ident(t, "", nearPrompts[1])
 		nn, err := store.Search(t.Context(), id.Scope, []float32{0.8, 0.6, 0}, 1)
 		if err != nil || len(nn) != 1 || nn[0].ID != near.Key {
@@ -346,6 +352,10 @@ func TestAdaptiveJudgeFailureIsWrong(t *testing.T) {
 		}
 		if mem.VectorLen() != 2 {
 			t.Errorf("reply %q: %d vectors, want 2 (the fresh answer became an entry)", reply, mem.VectorLen())
+		}
+		// A judge error says nothing about the new entry: no observation.
+		if _, ok, _ := mem.Fit(t.Context(), near.Key); ok {
+			t.Errorf("reply %q: the new entry got a fit from a judge error", reply)
 		}
 	}
 }

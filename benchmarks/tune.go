@@ -113,6 +113,9 @@ type tuneOptions struct {
 	// text and nearest warm text benchGuards flags is a miss at every
 	// threshold.
 	Guards bool
+	// GuardKinds selects the guards of --guards (--guard-kinds): a comma
+	// list of negation and numbers; "" means both.
+	GuardKinds string
 	// given holds the names of the flags set on the command line; nil when
 	// the options were not parsed from flags.
 	given map[string]bool
@@ -324,6 +327,7 @@ func runTuneCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.Float64Var(&o.TargetPrecision, "target-precision", 0.99, "precision the recommended threshold must reach, in (0, 1]")
 	fs.StringVar(&o.Out, "out", "", "optional `DIR` for tune.csv, tune.json and tune.png (created if missing)")
 	fs.BoolVar(&o.Guards, "guards", false, "refuse nearest neighbours that the meaning-flip guards flag (negation, numbers): they count as misses at every threshold")
+	fs.StringVar(&o.GuardKinds, "guard-kinds", "negation,numbers", "with --guards: which guards, a comma list of negation and numbers")
 	fs.StringVar(&o.OOSLabel, "oos-label", "", "optional label of out-of-scope queries (e.g. NO_NODES_DETECTED); any hit for them is wrong (intents)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), tuneUsage)
@@ -372,6 +376,12 @@ func (o tuneOptions) validate() error {
 			}
 		}
 		return nil
+	}
+	if _, err := benchGuardsConfig(o.GuardKinds); err != nil {
+		return usageErrorf("%v", err)
+	}
+	if o.given["guard-kinds"] && !o.Guards {
+		return usageErrorf("--guard-kinds needs --guards")
 	}
 	var err error
 	switch o.Format {
@@ -580,7 +590,7 @@ func runTune(ctx context.Context, o tuneOptions, emb embedder) (*TuneReport, err
 	outs := judge(data.Warm, data.Queries, nn, data.OOSLabel)
 	var flagged int
 	if o.Guards {
-		if flagged, err = applyGuards(outs, data.Warm, data.Queries, nn); err != nil {
+		if flagged, err = applyGuards(outs, data.Warm, data.Queries, nn, o.GuardKinds); err != nil {
 			return nil, err
 		}
 	}
@@ -608,7 +618,7 @@ func runTune(ctx context.Context, o tuneOptions, emb embedder) (*TuneReport, err
 			bootstrapResamples, hr[0], hr[1], pr[0], pr[1])
 	}
 	if o.Guards {
-		rep.Guards = guardsEffect(outs, rep.Recommendation.Row)
+		rep.Guards = guardsEffect(outs, rep.Recommendation.Row, o.GuardKinds)
 		rep.Guards.Flagged = flagged
 	}
 	if o.Format == formatIntents && o.Data != "" {
@@ -912,17 +922,34 @@ func judge(warm, queries []Example, nn []neighbour, oosLabel string) []outcome {
 	return out
 }
 
-// benchGuardsConfig is the guards of --guards: the default negation list
-// and the number guard, no extra tokens.
-var benchGuardsConfig = semantic.GuardsConfig{Numbers: true}
-
-// benchGuardsName describes benchGuardsConfig in reports.
-const benchGuardsName = "default negations + numbers"
+// benchGuardsConfig returns the guards of --guards for --guard-kinds: the
+// default negation list and/or the number guard, no extra tokens.
+func benchGuardsConfig(kinds string) (semantic.GuardsConfig, error) {
+	cfg := semantic.GuardsConfig{Negations: []string{}}
+	if kinds == "" {
+		kinds = "negation,numbers"
+	}
+	for _, k := range strings.Split(kinds, ",") {
+		switch strings.TrimSpace(k) {
+		case "negation":
+			cfg.Negations = nil // the default list
+		case "numbers":
+			cfg.Numbers = true
+		default:
+			return cfg, fmt.Errorf("--guard-kinds %q: want a comma list of negation and numbers", kinds)
+		}
+	}
+	return cfg, nil
+}
 
 // applyGuards marks the outcomes whose query text and nearest warm text the
-// guards of benchGuardsConfig flag, and returns how many it marked.
-func applyGuards(outs []outcome, warm, queries []Example, nn []neighbour) (int, error) {
-	g, err := semantic.NewGuards(benchGuardsConfig)
+// guards of --guard-kinds flag, and returns how many it marked.
+func applyGuards(outs []outcome, warm, queries []Example, nn []neighbour, kinds string) (int, error) {
+	cfg, err := benchGuardsConfig(kinds)
+	if err != nil {
+		return 0, err
+	}
+	g, err := semantic.NewGuards(cfg)
 	if err != nil {
 		return 0, err
 	}
@@ -938,8 +965,11 @@ func applyGuards(outs []outcome, warm, queries []Example, nn []neighbour) (int, 
 
 // guardsEffect compares the hits at the recommended row's threshold with
 // and without the guards' marks on outs. It leaves Flagged to the caller.
-func guardsEffect(outs []outcome, row *TuneRow) *GuardsEffect {
-	e := &GuardsEffect{Config: benchGuardsName}
+func guardsEffect(outs []outcome, row *TuneRow, kinds string) *GuardsEffect {
+	if kinds == "" {
+		kinds = "negation,numbers"
+	}
+	e := &GuardsEffect{Config: kinds}
 	if row == nil {
 		return e
 	}

@@ -168,3 +168,27 @@ func grepLines(text, sub string) []string {
 	}
 	return out
 }
+
+// TestAdaptiveStreamExploration: a streamed request whose neighbour is
+// young is explored too: relayed from upstream with X-Semcache-Explore, and
+// verified against the cached answer once the stream is complete.
+func TestAdaptiveStreamExploration(t *testing.T) { forEachBackend(t, testAdaptiveStreamExploration) }
+
+func testAdaptiveStreamExploration(t *testing.T) {
+	p := newProxyWith(t, newUpstream(t, nil), nil, func(c *semantic.Config) {
+		c.Policy = semantic.PolicyAdaptive
+		c.Adaptive = semantic.AdaptiveConfig{Seed: 5, Judge: &semantic.AnswerJudge{}}
+	})
+	p.post(t, "sk-a", chat("m", "", "user", question))
+	r := p.post(t, "sk-a", chat("m", `"stream":true`, "user", paraphrase))
+	if r.status != http.StatusOK || r.header.Get(api.HeaderStatus) != "MISS" || r.header.Get(api.HeaderExplore) != "1" {
+		t.Fatalf("streamed paraphrase: %d %s explore %q", r.status, r.header.Get(api.HeaderStatus), r.header.Get(api.HeaderExplore))
+	}
+	if !strings.Contains(string(r.body), "data: [DONE]") {
+		t.Errorf("stream not relayed to the end: %s", r.body)
+	}
+	p.cache.Drain()
+	if s := p.cache.Snapshot(t.Context()); s.Explorations != 1 || s.JudgeCalls != 1 {
+		t.Errorf("after the stream: explorations %d, judge calls %d; want 1, 1", s.Explorations, s.JudgeCalls)
+	}
+}

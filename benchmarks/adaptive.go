@@ -1,7 +1,6 @@
 package benchmarks
 
 import (
-	"bytes"
 	"context"
 	"encoding/csv"
 	"encoding/json"
@@ -11,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	mrand "math/rand/v2"
-	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -880,28 +878,9 @@ func writeAdaptiveTable(w io.Writer, rep *AdaptiveReport) error {
 // writeAdaptiveFiles writes dir/adaptive.csv, dir/adaptive.json and
 // dir/adaptive.png, creating dir.
 func writeAdaptiveFiles(dir string, rep *AdaptiveReport) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	var b bytes.Buffer
-	if err := writeAdaptiveCSV(&b, rep.Summary); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "adaptive.csv"), b.Bytes(), 0o644); err != nil {
-		return err
-	}
-	js, err := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "adaptive.json"), append(js, '\n'), 0o644); err != nil {
-		return err
-	}
-	var png bytes.Buffer
-	if err := writeAdaptivePlot(&png, rep); err != nil {
-		return fmt.Errorf("plot: %w", err)
-	}
-	return os.WriteFile(filepath.Join(dir, "adaptive.png"), png.Bytes(), 0o644)
+	return writeReportFiles(dir, "adaptive", rep,
+		func(w io.Writer) error { return writeAdaptiveCSV(w, rep.Summary) },
+		func(w io.Writer) error { return writeAdaptivePlot(w, rep) })
 }
 
 // writeAdaptiveCSV writes one row per run per checkpoint; delta is empty

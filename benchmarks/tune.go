@@ -1,13 +1,11 @@
 package benchmarks
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/csv"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,7 +14,6 @@ import (
 	"math"
 	mrand "math/rand/v2"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -1290,28 +1287,9 @@ func backendDescription(b string) string {
 // writeTuneFiles writes dir/tune.csv, dir/tune.json and dir/tune.png,
 // creating dir.
 func writeTuneFiles(dir string, rep *TuneReport) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	var b strings.Builder
-	if err := writeTuneCSV(&b, rep.Rows); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "tune.csv"), []byte(b.String()), 0o644); err != nil {
-		return err
-	}
-	js, err := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "tune.json"), append(js, '\n'), 0o644); err != nil {
-		return err
-	}
-	var png bytes.Buffer
-	if err := writeTunePlot(&png, rep); err != nil {
-		return fmt.Errorf("plot: %w", err)
-	}
-	return os.WriteFile(filepath.Join(dir, "tune.png"), png.Bytes(), 0o644)
+	return writeReportFiles(dir, "tune", rep,
+		func(w io.Writer) error { return writeTuneCSV(w, rep.Rows) },
+		func(w io.Writer) error { return writeTunePlot(w, rep) })
 }
 
 // writeTuneCSV writes the rows as CSV; undefined rates are empty cells.

@@ -160,42 +160,49 @@ func TestRunUsage(t *testing.T) {
 
 // TestServeWithSimulatedUpstream runs the main job as `semcache serve` does
 // with no upstream configured: the simulated upstream, the local embedder,
-// the in-process store; a repeat is an exact hit.
+// the in-process store; a repeat is an exact hit. It runs once on the
+// defaults and once with the adaptive policy.
 func TestServeWithSimulatedUpstream(t *testing.T) {
-	cfg, err := parseServe([]string{"--listen", "127.0.0.1:0", "--sim-latency", "0s", "--sim-per-token-latency", "0s"}, env(nil), &bytes.Buffer{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logs bytes.Buffer
-	log, _ := cfg.logger(&logs)
-	ctx, cancel := context.WithCancel(context.Background())
-	urls := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() { done <- runServe(ctx, cfg, log, func(u string) { urls <- u }) }()
-	var base string
-	select {
-	case base = <-urls:
-	case err := <-done:
-		t.Fatalf("serve ended early: %v", err)
-	}
-	body := `{"model":"sim-1","messages":[{"role":"user","content":"What are your opening hours?"}]}`
-	for i, want := range []string{"MISS", "HIT"} {
-		resp, err := http.Post(base+"/v1/chat/completions", "application/json", strings.NewReader(body))
+	for _, extra := range [][]string{nil, {"--policy", "adaptive", "--max-error-rate", "0.02", "--guards", "negation,numbers"}} {
+		args := append([]string{"--listen", "127.0.0.1:0", "--sim-latency", "0s", "--sim-per-token-latency", "0s"}, extra...)
+		cfg, err := parseServe(args, env(nil), &bytes.Buffer{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 || resp.Header.Get("X-Semcache-Status") != want || !strings.Contains(string(b), "Simulated answer to: What are your opening hours?") {
-			t.Errorf("request %d: %d %s %s, want 200 %s with the simulated answer", i, resp.StatusCode, resp.Header.Get("X-Semcache-Status"), b, want)
+		var logs bytes.Buffer
+		log, _ := cfg.logger(&logs)
+		ctx, cancel := context.WithCancel(context.Background())
+		urls := make(chan string, 1)
+		done := make(chan error, 1)
+		go func() { done <- runServe(ctx, cfg, log, func(u string) { urls <- u }) }()
+		var base string
+		select {
+		case base = <-urls:
+		case err := <-done:
+			t.Fatalf("%v: serve ended early: %v", extra, err)
 		}
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("shutdown: %v", err)
-	}
-	if !strings.Contains(logs.String(), "SIMULATED upstream") {
-		t.Errorf("the simulated upstream is not announced in the log:\n%s", logs.String())
+		body := `{"model":"sim-1","messages":[{"role":"user","content":"What are your opening hours?"}]}`
+		for i, want := range []string{"MISS", "HIT"} {
+			resp, err := http.Post(base+"/v1/chat/completions", "application/json", strings.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || resp.Header.Get("X-Semcache-Status") != want || !strings.Contains(string(b), "Simulated answer to: What are your opening hours?") {
+				t.Errorf("%v: request %d: %d %s %s, want 200 %s with the simulated answer", extra, i, resp.StatusCode, resp.Header.Get("X-Semcache-Status"), b, want)
+			}
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("%v: shutdown: %v", extra, err)
+		}
+		if !strings.Contains(logs.String(), "SIMULATED upstream") {
+			t.Errorf("the simulated upstream is not announced in the log:\n%s", logs.String())
+		}
+		if extra != nil && (!strings.Contains(logs.String(), "policy=adaptive") || !strings.Contains(logs.String(), "max_error_rate=0.02")) {
+			t.Errorf("the adaptive policy is not announced in the log:\n%s", logs.String())
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -66,6 +67,9 @@ func testAdaptivePolicyEndToEnd(t *testing.T) {
 	}
 	key := first.header.Get(api.HeaderKey)
 	second := p.post(t, "sk-a", chat("m", "", "user", paraphrase))
+	if sim, err := strconv.ParseFloat(second.header.Get(api.HeaderSimilarity), 64); err != nil || sim < 0.5 || sim > 1 {
+		t.Errorf("explored miss: %s = %v, want the neighbour's similarity", api.HeaderSimilarity, sim)
+	}
 	if second.header.Get(api.HeaderStatus) != "MISS" || second.header.Get(api.HeaderExplore) != "1" || string(second.body) != faqAnswer {
 		t.Fatalf("paraphrase of a young entry: status %s, explore %q; want an explored MISS with the upstream's answer",
 			second.header.Get(api.HeaderStatus), second.header.Get(api.HeaderExplore))

@@ -28,7 +28,7 @@ const (
 	// HeaderTier is exact or semantic, on hits.
 	HeaderTier = "X-Semcache-Tier"
 	// HeaderSimilarity is the cosine similarity in [-1, 1] of a semantic
-	// hit (4 decimals).
+	// hit, or of the neighbour an explored miss verifies (4 decimals).
 	HeaderSimilarity = "X-Semcache-Similarity"
 	// HeaderKey is the id of the entry that served the hit or that the miss
 	// stored.
@@ -319,6 +319,7 @@ func (s *Server) setCacheHeaders(h http.Header, res semantic.Result, ctl control
 	}
 	if res.Explored {
 		h.Set(HeaderExplore, "1")
+		h.Set(HeaderSimilarity, strconv.FormatFloat(res.Similarity, 'f', 4, 64))
 	}
 	if res.Outcome == semantic.Hit || res.Stored {
 		h.Set(HeaderKey, res.Key)

@@ -848,6 +848,7 @@ func writeAdaptiveTable(w io.Writer, rep *AdaptiveReport) error {
 	}
 	fmt.Fprintln(w, "error = wrong cached answers / requests; max@500 = highest cumulative error from request 500 on (\"-\": fewer requests)")
 	fmt.Fprintln(w, "best static = the static threshold with the highest hit rate whose mean error is <= adaptive's")
+	fmt.Fprintln(w, "explorations = mean count per run; beats static = adaptive hit rate >= best static's (a tie passes)")
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprint(tw, "δ\terror\tmax@500\tworst max@500\thit_rate\texplorations\t<=δ\t<=1.5δ all\tbest static\tstatic hit_rate\tbeats static\t\n")

@@ -235,7 +235,8 @@ type Result struct {
 	// Tier is set on hits.
 	Tier Tier
 	// Similarity is the cosine similarity in [-1, 1] of a semantic hit's
-	// stored prompt to this request's prompt; 0 otherwise.
+	// stored prompt to this request's prompt, or of the explored
+	// neighbour's (Explored); 0 otherwise.
 	Similarity float64
 	// Key is the id of the entry that served the hit, or that this miss
 	// stored (see Stored); the X-Semcache-Key header.
@@ -413,7 +414,7 @@ func (c *Cache) lookupOrFetch(ctx context.Context, id Identity, o Options, fetch
 		c.stats.UpstreamErrors.Add(1)
 	}
 	r := Result{Outcome: Miss, Key: id.Key, Upstream: up}
-	r.Explored, r.explore = lookup.Explored, lookup.explore
+	r.Explored, r.Similarity, r.explore = lookup.Explored, lookup.Similarity, lookup.explore
 	r.Stored, _ = c.settleMiss(ctx, r, id, o, up, nil, vec)
 	return r, nil
 }
@@ -521,7 +522,7 @@ func (c *Cache) semantic(ctx context.Context, id Identity, o Options) ([]float32
 			explore, p := c.decide(ctx, n.ID, sim, o)
 			if explore {
 				c.stats.Explorations.Add(1)
-				return vec, Result{Explored: true, explore: &exploration{entry: n.ID, similarity: sim, cached: r.Body}}, false
+				return vec, Result{Explored: true, Similarity: sim, explore: &exploration{entry: n.ID, similarity: sim, cached: r.Body}}, false
 			}
 			c.stats.addEstimatedError(1 - p)
 		}

@@ -90,6 +90,9 @@ type serveConfig struct {
 	policySeed     int64
 	guards         string
 	guardTokens    string
+	// given holds the flags set on the command line or from the
+	// environment.
+	given map[string]bool
 }
 
 // envFlags maps each flag to the environment variable that sets it when the
@@ -227,11 +230,13 @@ func parseServe(args []string, getenv func(string) string, help io.Writer) (serv
 			if err := f.Value.Set(v); err != nil {
 				envErr = fmt.Errorf("%s=%q (--%s): %v", env, v, f.Name, err)
 			}
+			set[f.Name] = true
 		}
 	})
 	if envErr != nil {
 		return c, envErr
 	}
+	c.given = set
 	c.upstreamKey = getenv("SEMCACHE_UPSTREAM_API_KEY")
 	c.embedderKey = getenv("SEMCACHE_EMBEDDER_API_KEY")
 	c.adminToken = getenv("SEMCACHE_ADMIN_TOKEN")
@@ -341,7 +346,15 @@ func (c *serveConfig) validate() error {
 // validatePolicy checks the policy flags.
 func (c *serveConfig) validatePolicy() error {
 	switch c.policy {
-	case "static", "adaptive":
+	case "static":
+		// A mistyped or forgotten --policy must not silently ignore the
+		// adaptive policy's settings.
+		for _, f := range adaptiveFlags {
+			if c.given[f] {
+				return fmt.Errorf("--%s applies only to --policy adaptive (the policy is static)", f)
+			}
+		}
+	case "adaptive":
 	default:
 		return fmt.Errorf("--policy %q: want static or adaptive", c.policy)
 	}
@@ -377,6 +390,10 @@ func (c *serveConfig) validatePolicy() error {
 	}
 	return nil
 }
+
+// adaptiveFlags are the flags of --policy adaptive only.
+var adaptiveFlags = []string{"max-error-rate", "similarity-floor", "min-observations", "judge", "judge-threshold",
+	"judge-grey-band", "judge-llm-url", "judge-llm-model", "judge-workers", "policy-seed"}
 
 // guardSet builds the meaning-flip guards of --guards and --guard-tokens;
 // nil when both are off.
@@ -646,10 +663,14 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func
 		return fmt.Errorf("--listen %s: %w", cfg.listen, err)
 	}
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	decisionKey, decisionValue := "threshold", cfg.thresholdValue() // what decides a semantic hit
+	if cfg.policy == "adaptive" {
+		decisionKey, decisionValue = "similarity_floor", cfg.floor
+	}
 	log.Info("semcache listening", "addr", "http://"+ln.Addr().String(), "upstream", upstream,
 		"cache", cfg.enabled, "backend", cfg.backend, "index", cfg.indexKind,
-		"embedder", emb.Fingerprint(), "threshold", cfg.thresholdValue(), "ttl", cfg.ttl,
-		"policy", cfg.policy, "max_error_rate", cache.MaxErrorRate(0), "guards", cfg.guards,
+		"embedder", emb.Fingerprint(), decisionKey, decisionValue, "ttl", cfg.ttl,
+		"policy", cfg.policy, "max_error_rate", cache.MaxErrorRate(0), "guards", cfg.guards, "guard_tokens", cfg.guardTokens,
 		"upstream_key_set", cfg.upstreamKey != "", "admin_endpoints", cfg.adminToken != "")
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()

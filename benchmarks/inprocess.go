@@ -112,12 +112,17 @@ type ProxySettings struct {
 	Threshold float64 `json:"threshold"`
 	// Backend is memory or redis.
 	Backend string `json:"backend"`
+	// Guards and TTLRules are `semcache serve`'s defaults, which the
+	// in-process proxy uses too: the negation guard and the default TTL
+	// rules.
+	Guards   string `json:"guards"`
+	TTLRules string `json:"ttl_rules"`
 }
 
 // String is the one-line description used in the summaries.
 func (s ProxySettings) String() string {
-	return fmt.Sprintf("simulated upstream %gms + %gms/token, embedder %s, threshold %g, %s backend",
-		s.SimLatencyMS, s.SimPerTokenMS, s.Embedder, s.Threshold, s.Backend)
+	return fmt.Sprintf("simulated upstream %gms + %gms/token, embedder %s, threshold %g, %s backend, guards %s, TTL rules %s",
+		s.SimLatencyMS, s.SimPerTokenMS, s.Embedder, s.Threshold, s.Backend, s.Guards, s.TTLRules)
 }
 
 // inProcessProxy is a semcache proxy assembled as `semcache serve` does it
@@ -177,14 +182,19 @@ func startInProcess(ctx context.Context, p proxyOptions, logw io.Writer) (_ *inP
 		}
 		ip.store, store = m, m
 	}
-	cache, err := semantic.New(semantic.Config{Threshold: p.Threshold, Logger: log}, emb, store)
+	guards, err := semantic.NewGuards(semantic.GuardsConfig{}) // serve's default: --guards negation
+	if err != nil {
+		return nil, err
+	}
+	cache, err := semantic.New(semantic.Config{Threshold: p.Threshold, Logger: log, Guards: guards}, emb, store)
 	if err != nil {
 		return nil, err
 	}
 	// The default transport keeps 2 idle connections per host, too few for
 	// a benchmark's concurrency: connections would churn to the upstream.
 	upstreamClient := &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 1024, IdleConnTimeout: 30 * time.Second}}
-	srv, err := api.New(api.Config{Upstream: "http://" + upLn.Addr().String() + "/v1", HTTPClient: upstreamClient, Logger: log}, cache)
+	srv, err := api.New(api.Config{Upstream: "http://" + upLn.Addr().String() + "/v1", HTTPClient: upstreamClient, Logger: log,
+		Rules: semantic.DefaultRules()}, cache) // serve's default: --ttl-rules default
 	if err != nil {
 		return nil, err
 	}
@@ -200,6 +210,8 @@ func startInProcess(ctx context.Context, p proxyOptions, logw io.Writer) (_ *inP
 		Embedder:      emb.Fingerprint(),
 		Threshold:     p.Threshold,
 		Backend:       p.Backend,
+		Guards:        "negation",
+		TTLRules:      "default",
 	}
 	return ip, nil
 }

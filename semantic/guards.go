@@ -17,12 +17,13 @@ var ErrGuardsConfig = errors.New("invalid guards config")
 // nil. Any word ending in "n't" (didn't, hasn't, mustn't ...) also counts
 // while "n't" is in the list. The apostrophe-less spellings common in user
 // text (dont, cant, isnt ...) are included; "wont" is not, being an English
-// word of its own.
+// word of its own. "unable" is, so that "Why can't I" and "Why am I unable
+// to" agree (a rewording the load generator makes).
 var DefaultNegations = []string{
 	"not", "no", "never", "n't", "without", "cannot",
 	"can't", "don't", "doesn't", "isn't", "aren't", "wasn't", "weren't",
 	"won't", "wouldn't", "shouldn't", "couldn't",
-	"nothing", "none", "nobody", "neither", "nor",
+	"nothing", "none", "nobody", "neither", "nor", "unable",
 	"cant", "dont", "doesnt", "didnt", "isnt", "arent", "wasnt", "werent",
 	"wouldnt", "shouldnt", "couldnt",
 }

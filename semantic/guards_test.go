@@ -33,6 +33,8 @@ func TestGuardsFlip(t *testing.T) {
 		{"without", all, "pay without a card", "pay with a card", FlipNegation},
 		{"upper case", all, "I can NEVER log in", "I can log in", FlipNegation},
 		{"both negated", all, "I can't log in", "I cannot log in", ""},
+		{"unable is a negation", all, "Why can't I log in?", "Why am I unable to log in?", ""},
+		{"unable against plain", all, "I am unable to pay", "I am able to pay", FlipNegation},
 		{"double negation is parity", all, "it is not never ok", "it is ok", ""},
 		{"not a substring", all, "notice the knot", "the knot", ""},
 		{"paraphrase", all, "How do I cancel my card?", "How can I cancel my card?", ""},

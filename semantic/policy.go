@@ -94,6 +94,14 @@ type adaptive struct {
 	pending sync.WaitGroup // queued or running verifications
 	stop    sync.Once
 	done    sync.WaitGroup // workers
+	// base is cancelled by Close: verifications in flight stop and queued
+	// ones are dropped.
+	base       context.Context
+	cancelBase context.CancelFunc
+	// cmu guards closed against the close of jobs: verify holds it for
+	// reading while it sends.
+	cmu    sync.RWMutex
+	closed bool
 }
 
 func newAdaptive(cfg AdaptiveConfig, store Store) (*adaptive, error) {
@@ -141,6 +149,7 @@ func newAdaptive(cfg AdaptiveConfig, store Store) (*adaptive, error) {
 	}
 	a := &adaptive{cfg: cfg, state: st, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		jobs: make(chan verification, cfg.JudgeQueue)}
+	a.base, a.cancelBase = context.WithCancel(context.Background())
 	return a, nil
 }
 
@@ -209,6 +218,12 @@ func (c *Cache) decide(ctx context.Context, key string, s float64, o Options) (e
 // dropped when the queue is full.
 func (c *Cache) verify(v verification) {
 	a := c.adaptive
+	a.cmu.RLock()
+	defer a.cmu.RUnlock()
+	if a.closed {
+		c.stats.JudgeDropped.Add(1)
+		return
+	}
 	a.pending.Add(1)
 	select {
 	case a.jobs <- v:
@@ -225,7 +240,11 @@ func (a *adaptive) startJudges(c *Cache) {
 		go func() {
 			defer a.done.Done()
 			for v := range a.jobs {
-				c.settle(v)
+				if a.base.Err() != nil {
+					c.stats.JudgeDropped.Add(1) // closed: dropped, not judged
+				} else {
+					c.settle(v)
+				}
 				a.pending.Done()
 			}
 		}()
@@ -243,10 +262,15 @@ func (a *adaptive) startJudges(c *Cache) {
 // it may serve.
 func (c *Cache) settle(v verification) {
 	a := c.adaptive
-	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.JudgeTimeout)
+	ctx, cancel := context.WithTimeout(a.base, a.cfg.JudgeTimeout)
 	defer cancel()
 	c.stats.JudgeCalls.Add(1)
 	right, err := a.cfg.Judge.Judge(ctx, JudgeInput{Prompt: v.id.Prompt, Cached: v.cached, Fresh: v.fresh.Body})
+	if a.base.Err() != nil {
+		// Closed while judging: an unfinished verdict is no verdict.
+		c.stats.JudgeDropped.Add(1)
+		return
+	}
 	if err != nil {
 		c.stats.JudgeErrors.Add(1)
 		c.faults.warn("judge failed; counted as wrong", "err", err)
@@ -303,14 +327,21 @@ func (c *Cache) Drain() {
 	}
 }
 
-// Close stops the verification workers after the queued verifications are
-// settled. Requests must not be made after Close. It is a no-op for
-// PolicyStatic and safe to call more than once.
+// Close stops the verification workers: verifications in flight are
+// cancelled and queued ones dropped, all counted in Stats.JudgeDropped and
+// none recorded (shutting down must not wait on a slow judge, and an
+// unfinished verification is not a "wrong" verdict). Call Drain first to
+// settle them instead. Requests made after Close are answered as before but
+// queue no verification. It is a no-op for PolicyStatic and safe to call
+// more than once and concurrently with requests.
 func (c *Cache) Close() {
 	if a := c.adaptive; a != nil {
 		a.stop.Do(func() {
-			a.pending.Wait()
+			a.cancelBase()
+			a.cmu.Lock()
+			a.closed = true
 			close(a.jobs)
+			a.cmu.Unlock()
 			a.done.Wait()
 		})
 	}

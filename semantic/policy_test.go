@@ -417,3 +417,54 @@ func TestAdaptiveConfigErrors(t *testing.T) {
 		t.Errorf("unknown policy: %v", err)
 	}
 }
+
+// TestAdaptiveCloseDropsUnfinished: Close does not wait for a slow judge:
+// the verification in flight is cancelled and counted as dropped, never
+// recorded as wrong; requests after Close still work and queue nothing.
+func TestAdaptiveCloseDropsUnfinished(t *testing.T) {
+	asked := make(chan struct{}, 1)
+	llm := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body) // so that the server notices the client hanging up
+		asked <- struct{}{}
+		<-r.Context().Done() // never answers: only the cancellation ends it
+	}))
+	defer llm.Close()
+	mem, err := index.NewMemory(index.MemoryConfig{Dim: 3, SweepInterval: -1, Index: "flat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
+	judge := &semantic.AnswerJudge{Embedder: &fakeEmbedder{t: t}, Threshold: 0.99, GreyBand: 0.5,
+		LLM: &semantic.LLMJudge{URL: llm.URL, Model: "judge"}}
+	c := adaptiveCache(t, mem, func(a *semantic.AdaptiveConfig) { a.Judge = judge; a.JudgeTimeout = time.Hour })
+	var calls atomic.Int32
+	base, err := c.Do(t.Context(), ident(t, "", promptBase), answering(answerParis, &calls))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Do(t.Context(), ident(t, "", nearPrompts[0]), answering(answerItParis, &calls)); err != nil {
+		t.Fatal(err)
+	}
+	<-asked // the verification is in the LLM judge's hands
+	closed := make(chan struct{})
+	go func() { c.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(time.Minute): // a hang guard, not a timing assertion
+		t.Fatal("Close waited for the judge")
+	}
+	s := c.Snapshot(t.Context())
+	if s.JudgeDropped != 1 || s.VerifiedWrong != 0 || s.VerifiedRight != 0 || s.JudgeErrors != 0 {
+		t.Errorf("after Close: %+v; want one dropped verification and no verdict", s)
+	}
+	if _, ok, _ := mem.Fit(t.Context(), base.Key); ok {
+		t.Error("an unfinished verification was recorded")
+	}
+	r, err := c.Do(t.Context(), ident(t, "", nearPrompts[1]), answering(answerItParis, &calls))
+	if err != nil || !r.Explored {
+		t.Fatalf("request after Close: %+v, %v", r, err)
+	}
+	if s := c.Snapshot(t.Context()); s.JudgeDropped != 2 {
+		t.Errorf("after a request past Close: dropped %d, want 2", s.JudgeDropped)
+	}
+}

@@ -649,7 +649,7 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func
 	if err != nil {
 		return err
 	}
-	defer cache.Close() // after the server has stopped: settles queued verifications
+	defer cache.Close() // after the server has stopped: drops unfinished verifications
 	srv, err := api.New(api.Config{
 		Upstream: upstream, UpstreamAPIKey: cfg.upstreamKey, SharedNamespace: cfg.namespace,
 		CacheDisabled: !cfg.enabled, MaxBodyBytes: cfg.maxBodyBytes, MaxStreamBytes: cfg.maxStreamBytes, MaxTTL: cfg.maxTTL, Rules: rules, Logger: log,

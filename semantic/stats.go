@@ -65,7 +65,8 @@ type Stats struct {
 	Explorations atomic.Int64
 	// JudgeCalls counts verifications run; VerifiedRight and
 	// VerifiedWrong their verdicts (JudgeErrors are among the wrong ones);
-	// JudgeDropped counts verifications dropped because the queue was full.
+	// JudgeDropped counts verifications dropped because the queue was full
+	// or the cache was closed.
 	JudgeCalls    atomic.Int64
 	VerifiedRight atomic.Int64
 	VerifiedWrong atomic.Int64

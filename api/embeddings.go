@@ -23,6 +23,14 @@ const HeaderCached = "X-Semcache-Cached"
 // (code unsupported_input, the message naming the field input): the cache
 // keys embeddings by text. Upstream errors are relayed unchanged; a 200
 // answer that does not fit the request is a 502.
+//
+// The per-request controls apply as to chat completions (parsed by the same
+// code, malformed values are a 400): X-Semcache-Mode off bypasses the
+// cache; Cache-Control no-cache sends every input upstream and stores the
+// answers, no-store keeps none; X-Semcache-TTL sets their lifetime;
+// X-Semcache-Namespace scopes them; X-Semcache-Tags tag them (each stored
+// input). Cache-Control max-age other than 0 has no effect: an embedding of
+// a text by a fixed model does not go stale.
 func (s *Server) embeddings(c echo.Context) error {
 	start := time.Now()
 	if s.cfg.CacheDisabled {
@@ -33,7 +41,14 @@ func (s *Server) embeddings(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	er, err := semantic.IdentifyEmbeddings(body, s.tenant(req.Header))
+	ctl, err := s.parseControls(req.Header)
+	if err != nil {
+		return err
+	}
+	if ctl.opts.Mode == semantic.ModeOff {
+		return s.bypass(c, body, start)
+	}
+	er, err := semantic.IdentifyEmbeddingsIn(body, ctl.tenant, ctl.namespace)
 	if err != nil {
 		if errors.Is(err, semantic.ErrTokenInput) {
 			return badRequest("unsupported_input", err.Error())
@@ -42,9 +57,12 @@ func (s *Server) embeddings(c echo.Context) error {
 	}
 
 	header := req.Header.Clone()
-	res, err := s.cache.DoEmbeddings(req.Context(), er, func(ctx context.Context, body []byte) (semantic.Upstream, error) {
+	res, err := s.cache.DoEmbeddingsWith(req.Context(), er, ctl.opts, func(ctx context.Context, body []byte) (semantic.Upstream, error) {
 		return s.postUpstream(ctx, header, body, "embeddings")
 	})
+	for _, key := range res.Stored {
+		s.tagStored(req.Context(), ctl.tenant, ctl.namespace, ctl.tags, semantic.Result{Key: key, Stored: true})
+	}
 	h := c.Response().Header()
 	h.Set(HeaderStatus, string(res.Outcome))
 	h.Set(HeaderCached, strconv.Itoa(res.Cached)+"/"+strconv.Itoa(res.Total))

@@ -497,3 +497,67 @@ func TestEmbeddingsUpstreamUnreachable(t *testing.T) {
 		t.Errorf("%d %s, want 502 in the OpenAI error shape", r.status, r.body)
 	}
 }
+
+// embedWith posts an embeddings request with extra headers.
+func (p *proxy) embedWith(t *testing.T, body string, header map[string]string) reply {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, p.url+"/v1/embeddings", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer sk-a")
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	return p.send(t, req)
+}
+
+// TestEmbeddingsControls: the per-request controls of chat completions
+// apply to embeddings too: no-store keeps nothing, no-cache refreshes,
+// mode off bypasses, a namespace scopes, tags tag each stored input, and a
+// malformed control is a 400 that changes nothing.
+func TestEmbeddingsControls(t *testing.T) { forEachBackend(t, testEmbeddingsControls) }
+
+func testEmbeddingsControls(t *testing.T) {
+	up := newEmbUpstream(t, nil)
+	const admin = "embeddings-admin-token-0123"
+	p := newProxy(t, up.upstream, func(c *api.Config) { c.AdminToken = admin })
+	body := embReq("emb-1", "", "a", "b")
+	calls := func() int { return len(up.embCalls()) }
+
+	p.embedWith(t, body, map[string]string{"Cache-Control": "no-store"}).embeddings(t, "MISS", "0/2")
+	p.embedWith(t, body, map[string]string{"Cache-Control": "no-store"}).embeddings(t, "MISS", "0/2")
+	if calls() != 2 {
+		t.Fatalf("no-store: %d upstream calls, want 2 (nothing kept)", calls())
+	}
+	p.embedWith(t, body, map[string]string{"X-Semcache-Mode": "off"})
+	if r := p.embedWith(t, body, map[string]string{"X-Semcache-Mode": "off"}); r.semStatus() != "BYPASS" || r.status != 200 || calls() != 4 {
+		t.Fatalf("mode off: %d %s, %d upstream calls; want 200 BYPASS, 4", r.status, r.semStatus(), calls())
+	}
+	if r := p.embedWith(t, body, map[string]string{"X-Semcache-TTL": "soon"}); r.status != 400 || calls() != 4 {
+		t.Fatalf("malformed TTL: %d, %d upstream calls; want 400 and no call", r.status, calls())
+	}
+
+	p.embedWith(t, body, map[string]string{"X-Semcache-Tags": "doc:7"}).embeddings(t, "MISS", "0/2")
+	p.embedWith(t, body, nil).embeddings(t, "HIT", "2/2")
+	// The tag covers both stored inputs.
+	req, _ := http.NewRequest(http.MethodPost, p.url+"/api/v1/cache/invalidate", strings.NewReader(`{"tag":"doc:7"}`))
+	req.Header.Set("Authorization", "Bearer "+admin)
+	if r := p.send(t, req); r.status != 200 || !strings.Contains(string(r.body), `"deleted":2`) {
+		t.Fatalf("invalidate tag: %d %s, want 2 deleted", r.status, r.body)
+	}
+	p.embedWith(t, body, nil).embeddings(t, "MISS", "0/2")
+	if calls() != 6 {
+		t.Fatalf("after invalidation: %d upstream calls, want 6", calls())
+	}
+
+	p.embedWith(t, body, map[string]string{"Cache-Control": "no-cache"}).embeddings(t, "MISS", "0/2")
+	if calls() != 7 {
+		t.Fatalf("no-cache: %d upstream calls, want 7", calls())
+	}
+	p.embedWith(t, body, nil).embeddings(t, "HIT", "2/2")
+	// Another namespace of the same tenant does not see them.
+	p.embedWith(t, body, map[string]string{"X-Semcache-Namespace": "other"}).embeddings(t, "MISS", "0/2")
+	p.embedWith(t, body, map[string]string{"X-Semcache-Namespace": "other"}).embeddings(t, "HIT", "2/2")
+}

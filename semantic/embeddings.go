@@ -83,6 +83,13 @@ var embeddingsParamNames = []string{"dimensions", "encoding_format", "user"}
 // user that is not a string. Token-array inputs also wrap ErrTokenInput.
 // IdentifyEmbeddings is a pure function, safe for concurrent use.
 func IdentifyEmbeddings(body []byte, tenant string) (EmbeddingsRequest, error) {
+	return IdentifyEmbeddingsIn(body, tenant, "")
+}
+
+// IdentifyEmbeddingsIn is IdentifyEmbeddings within a namespace of the
+// tenant (X-Semcache-Namespace): inputs of different namespaces never share
+// an entry. The empty namespace gives IdentifyEmbeddings' keys.
+func IdentifyEmbeddingsIn(body []byte, tenant, namespace string) (EmbeddingsRequest, error) {
 	var r EmbeddingsRequest
 	fields, err := decodeObject(body)
 	if err != nil {
@@ -117,12 +124,16 @@ func IdentifyEmbeddings(body []byte, tenant string) (EmbeddingsRequest, error) {
 			params[k] = v
 		}
 	}
-	canon, err := canonicalJSON(map[string]any{
+	scope := map[string]any{
 		"v":      1, // bump when the scope layout changes
 		"kind":   "embeddings",
 		"tenant": tenant,
 		"params": params,
-	})
+	}
+	if namespace != "" {
+		scope["namespace"] = namespace // absent when empty: the keys stored before namespaces stay valid
+	}
+	canon, err := canonicalJSON(scope)
 	if err != nil {
 		return r, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
@@ -241,6 +252,9 @@ type EmbeddingsResult struct {
 	// (nil on a hit). When the upstream answered with a status other than
 	// 200 it is that answer, unchanged, and nothing was stored.
 	Upstream
+	// Stored lists the keys of the embeddings stored by this request, in
+	// the order of their inputs' first appearance.
+	Stored []string
 }
 
 // DoEmbeddings answers an embeddings request: it looks every distinct input
@@ -270,6 +284,16 @@ type EmbeddingsResult struct {
 // cached, else as a miss. No tokens are counted as saved, since the
 // upstream reports usage per batch, not per input.
 func (c *Cache) DoEmbeddings(ctx context.Context, req EmbeddingsRequest, fetch EmbeddingsFetchFunc) (EmbeddingsResult, error) {
+	return c.DoEmbeddingsWith(ctx, req, Options{}, fetch)
+}
+
+// DoEmbeddingsWith is DoEmbeddings with per-request options: SkipLookup
+// sends every input upstream and stores the answers, NoStore stores
+// nothing, TTL sets the stored embeddings' lifetime. MaxAge has no effect
+// (an embedding of a text by a fixed model does not go stale; max-age=0
+// arrives as SkipLookup), nor have Mode, Threshold and MaxErrorRate (the
+// embeddings cache is exact only; ModeOff is the caller's bypass).
+func (c *Cache) DoEmbeddingsWith(ctx context.Context, req EmbeddingsRequest, o Options, fetch EmbeddingsFetchFunc) (EmbeddingsResult, error) {
 	c.stats.Requests.Add(1)
 	// The distinct texts in order of first appearance; slot[i] is the
 	// distinct text of input i.
@@ -286,7 +310,10 @@ func (c *Cache) DoEmbeddings(ctx context.Context, req EmbeddingsRequest, fetch E
 		}
 		slot[i] = j
 	}
-	vals := c.getEmbeddings(ctx, keys)
+	vals := make([]json.RawMessage, len(keys))
+	if !o.SkipLookup {
+		vals = c.getEmbeddings(ctx, keys)
+	}
 
 	res := EmbeddingsResult{Total: len(req.Inputs)}
 	for _, j := range slot {
@@ -315,7 +342,7 @@ func (c *Cache) DoEmbeddings(ctx context.Context, req EmbeddingsRequest, fetch E
 		}
 	}
 	if len(missing) > 0 {
-		embs, f, err := c.fetchEmbeddings(ctx, req, texts, keys, missing, fetch)
+		embs, f, err := c.fetchEmbeddings(ctx, req, o, texts, keys, missing, fetch)
 		if err != nil {
 			return res, err
 		}
@@ -327,6 +354,7 @@ func (c *Cache) DoEmbeddings(ctx context.Context, req EmbeddingsRequest, fetch E
 			vals[j] = embs[m]
 		}
 		res.Header = f.Header
+		res.Stored = f.stored
 		model, promptTokens, totalTokens = f.model, f.promptTokens, f.totalTokens
 	}
 
@@ -358,6 +386,8 @@ type fetchedEmbeddings struct {
 	Upstream
 	model                     string
 	promptTokens, totalTokens int
+	// stored are the keys stored, in the order of missing.
+	stored []string
 }
 
 // embeddingsAnswer is the part of an upstream embeddings response the cache
@@ -378,7 +408,7 @@ type embeddingsAnswer struct {
 // answer, stores each embedding under its key. It returns the embeddings in
 // the order of missing; on an answer with a status other than 200 it
 // returns that answer alone, and nothing is stored.
-func (c *Cache) fetchEmbeddings(ctx context.Context, req EmbeddingsRequest, texts, keys []string, missing []int, fetch EmbeddingsFetchFunc) ([]json.RawMessage, fetchedEmbeddings, error) {
+func (c *Cache) fetchEmbeddings(ctx context.Context, req EmbeddingsRequest, o Options, texts, keys []string, missing []int, fetch EmbeddingsFetchFunc) ([]json.RawMessage, fetchedEmbeddings, error) {
 	send := make([]string, len(missing))
 	for m, j := range missing {
 		send[m] = texts[j]
@@ -410,22 +440,37 @@ func (c *Cache) fetchEmbeddings(ctx context.Context, req EmbeddingsRequest, text
 	}
 	f.promptTokens, f.totalTokens = ans.Usage.PromptTokens, ans.Usage.TotalTokens
 
+	if o.NoStore {
+		return embs, f, nil
+	}
+	ttl := c.cfg.TTL
+	if o.TTL > 0 {
+		ttl = o.TTL
+	}
 	// The answer is paid for: store it even when the client has gone away
 	// meanwhile, within a bound of its own.
 	sctx, cancelStore := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.UpstreamTimeout)
 	defer cancelStore()
 	var g errgroup.Group
 	g.SetLimit(embeddingsParallelism)
+	ok := make([]bool, len(missing))
 	for m, j := range missing {
 		g.Go(func() error {
-			if err := c.store.Set(sctx, keys[j], req.Scope, embs[m], nil, c.cfg.TTL); err != nil {
+			if err := c.store.Set(sctx, keys[j], req.Scope, embs[m], nil, ttl); err != nil {
 				c.stats.StoreErrors.Add(1)
 				c.faults.warn("cache store failed", "key", keys[j], "err", err)
+				return nil // the answer is served even when it could not be stored
 			}
-			return nil // the answer is served even when it could not be stored
+			ok[m] = true
+			return nil
 		})
 	}
 	_ = g.Wait()
+	for m, j := range missing {
+		if ok[m] {
+			f.stored = append(f.stored, keys[j])
+		}
+	}
 	return embs, f, nil
 }
 

@@ -509,3 +509,60 @@ func TestDoEmbeddingsUpstreamBody(t *testing.T) {
 		t.Errorf("upstream body %v\nwant every field of the request, input as an array: %s", got, want)
 	}
 }
+
+// TestDoEmbeddingsWithOptions: SkipLookup refreshes every input and stores
+// the answers, NoStore keeps nothing, TTL sets the stored lifetime (checked
+// on a store with a manual clock), and a namespace separates scopes.
+func TestDoEmbeddingsWithOptions(t *testing.T) {
+	clock := newFakeClock()
+	mem, err := index.NewMemory(index.MemoryConfig{Dim: 3, SweepInterval: -1, Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
+	c, err := semantic.New(semantic.Config{Threshold: 0.9, TTL: time.Hour, Now: clock.Now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, embNoEmbedder{t}, mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := &embUpstream{}
+	do := func(o semantic.Options, req semantic.EmbeddingsRequest) semantic.EmbeddingsResult {
+		t.Helper()
+		r, err := c.DoEmbeddingsWith(t.Context(), req, o, up.fetch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	req := embRequest(t, "t1", "a", "b")
+	if r := do(semantic.Options{NoStore: true}, req); r.Outcome != semantic.Miss || len(r.Stored) != 0 {
+		t.Errorf("no-store: %s, stored %v", r.Outcome, r.Stored)
+	}
+	if r := do(semantic.Options{TTL: time.Minute}, req); r.Outcome != semantic.Miss || len(r.Stored) != 2 {
+		t.Errorf("first store: %s, stored %v", r.Outcome, r.Stored)
+	}
+	if r := do(semantic.Options{SkipLookup: true}, req); r.Outcome != semantic.Miss || len(up.inputs) != 3 {
+		t.Errorf("no-cache: %s after %d upstream calls, want a miss and 3 calls", r.Outcome, len(up.inputs))
+	}
+	// The refresh stored with the cache's TTL (an hour), not the minute.
+	clock.Advance(2 * time.Minute)
+	if r := do(semantic.Options{}, req); r.Outcome != semantic.Hit {
+		t.Errorf("after the refresh: %s, want a hit", r.Outcome)
+	}
+	short := embRequest(t, "t1", "c")
+	do(semantic.Options{TTL: time.Minute}, short)
+	clock.Advance(2 * time.Minute)
+	if r := do(semantic.Options{}, short); r.Outcome != semantic.Miss {
+		t.Errorf("past a one-minute TTL: %s, want a miss", r.Outcome)
+	}
+	body, _ := json.Marshal(map[string]any{"model": "m", "input": []string{"a", "b"}})
+	other, err := semantic.IdentifyEmbeddingsIn(body, "t1", "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := do(semantic.Options{}, other); r.Outcome != semantic.Miss {
+		t.Errorf("another namespace: %s, want a miss", r.Outcome)
+	}
+	if same, _ := semantic.IdentifyEmbeddingsIn(body, "t1", ""); same.Keys[0] != req.Keys[0] {
+		t.Error("the empty namespace changed the keys")
+	}
+}

@@ -30,9 +30,10 @@ type fitStore interface {
 	Fit(ctx context.Context, key string) ([]byte, bool, error)
 }
 
-func postWith(t *testing.T, p *proxy, body string, header map[string]string) reply {
+// postHeaders posts body to path with the API key sk-a and extra headers.
+func (p *proxy) postHeaders(t *testing.T, path, body string, header map[string]string) reply {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, p.url+"/v1/chat/completions", strings.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, p.url+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,6 +43,11 @@ func postWith(t *testing.T, p *proxy, body string, header map[string]string) rep
 		req.Header.Set(k, v)
 	}
 	return p.send(t, req)
+}
+
+func postWith(t *testing.T, p *proxy, body string, header map[string]string) reply {
+	t.Helper()
+	return p.postHeaders(t, "/v1/chat/completions", body, header)
 }
 
 // TestAdaptivePolicyEndToEnd runs the adaptive policy through the real

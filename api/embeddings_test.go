@@ -501,16 +501,7 @@ func TestEmbeddingsUpstreamUnreachable(t *testing.T) {
 // embedWith posts an embeddings request with extra headers.
 func (p *proxy) embedWith(t *testing.T, body string, header map[string]string) reply {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, p.url+"/v1/embeddings", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer sk-a")
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	return p.send(t, req)
+	return p.postHeaders(t, "/v1/embeddings", body, header)
 }
 
 // TestEmbeddingsControls: the per-request controls of chat completions

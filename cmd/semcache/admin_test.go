@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -33,18 +32,7 @@ func TestServeAdminEndpoints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs bytes.Buffer
-	log, _ := cfg.logger(&logs)
-	ctx, cancel := context.WithCancel(context.Background())
-	urls := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() { done <- runServe(ctx, cfg, log, func(u string) { urls <- u }) }()
-	var base string
-	select {
-	case base = <-urls:
-	case err := <-done:
-		t.Fatalf("serve ended early: %v", err)
-	}
+	base, logs, stop := startServe(t, cfg)
 	flush := func(auth string) int {
 		req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/cache/flush", nil)
 		if auth != "" {
@@ -63,8 +51,7 @@ func TestServeAdminEndpoints(t *testing.T) {
 	if got := flush("Bearer " + token); got != http.StatusOK {
 		t.Errorf("flush with the token: %d, want 200", got)
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Errorf("shutdown: %v", err)
 	}
 	if strings.Contains(logs.String(), token) {

@@ -161,6 +161,26 @@ func TestRunUsage(t *testing.T) {
 	}
 }
 
+// startServe runs `semcache serve` with cfg in the background and returns
+// its base URL, its log (read it after stop) and stop, which shuts it down
+// and returns runServe's error.
+func startServe(t *testing.T, cfg serveConfig) (base string, logs *bytes.Buffer, stop func() error) {
+	t.Helper()
+	logs = &bytes.Buffer{}
+	log, _ := cfg.logger(logs)
+	ctx, cancel := context.WithCancel(context.Background())
+	urls := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- runServe(ctx, cfg, log, func(u string) { urls <- u }) }()
+	select {
+	case base = <-urls:
+	case err := <-done:
+		cancel()
+		t.Fatalf("serve ended early: %v", err)
+	}
+	return base, logs, func() error { cancel(); return <-done }
+}
+
 // TestServeWithSimulatedUpstream runs the main job as `semcache serve` does
 // with no upstream configured: the simulated upstream, the local embedder,
 // the in-process store; a repeat is an exact hit. It runs once on the
@@ -172,18 +192,7 @@ func TestServeWithSimulatedUpstream(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var logs bytes.Buffer
-		log, _ := cfg.logger(&logs)
-		ctx, cancel := context.WithCancel(context.Background())
-		urls := make(chan string, 1)
-		done := make(chan error, 1)
-		go func() { done <- runServe(ctx, cfg, log, func(u string) { urls <- u }) }()
-		var base string
-		select {
-		case base = <-urls:
-		case err := <-done:
-			t.Fatalf("%v: serve ended early: %v", extra, err)
-		}
+		base, logs, stop := startServe(t, cfg)
 		body := `{"model":"sim-1","messages":[{"role":"user","content":"What are your opening hours?"}]}`
 		for i, want := range []string{"MISS", "HIT"} {
 			resp, err := http.Post(base+"/v1/chat/completions", "application/json", strings.NewReader(body))
@@ -196,8 +205,7 @@ func TestServeWithSimulatedUpstream(t *testing.T) {
 				t.Errorf("%v: request %d: %d %s %s, want 200 %s with the simulated answer", extra, i, resp.StatusCode, resp.Header.Get("X-Semcache-Status"), b, want)
 			}
 		}
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Errorf("%v: shutdown: %v", extra, err)
 		}
 		if !strings.Contains(logs.String(), "SIMULATED upstream") {

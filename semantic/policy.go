@@ -1,6 +1,7 @@
 package semantic
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -41,18 +42,22 @@ const (
 // answer.
 type AdaptiveConfig struct {
 	// MaxErrorRate is δ in (0, 1): the largest fraction of requests that
-	// may be answered with a wrong cached answer. 0 means 0.01. A request
-	// may lower it (Options.MaxErrorRate), never raise it.
+	// may be answered with a wrong cached answer. 0 means 0.01 (issue 7's
+	// default). A request may lower it (Options.MaxErrorRate), never
+	// raise it.
 	MaxErrorRate float64
 	// MinObservations is the number of verified observations an entry
-	// needs before it is ever served from the semantic tier. 0 means 4.
+	// needs before it is ever served from the semantic tier. 0 means 4
+	// (issue 7's default; benchmarks/RESULTS.md measures 1 too).
 	MinObservations int
 	// MaxObservations bounds the observations kept per entry (the newest
 	// are kept). 0 means 256.
 	MaxObservations int
 	// Floor is the hard cosine-similarity floor in (0, 1]: a neighbour
 	// below it is neither served nor explored (the request is a plain miss
-	// and its answer is stored). 0 means 0.5.
+	// and its answer is stored). 0 means 0.5, the lower end of the
+	// threshold sweeps in benchmarks/RESULTS.md (nothing below it was
+	// measured).
 	Floor float64
 	// Epsilons is the ε grid of ExploreProbability; nil means
 	// DefaultEpsilons.
@@ -118,20 +123,23 @@ func newAdaptive(cfg AdaptiveConfig, store Store) (*adaptive, error) {
 	if !(cfg.MaxErrorRate > 0 && cfg.MaxErrorRate < 1) {
 		return nil, fmt.Errorf("semantic: Adaptive.MaxErrorRate %v: want a fraction in (0, 1)", cfg.MaxErrorRate)
 	}
-	for name, v := range map[string]int{"MinObservations": cfg.MinObservations, "MaxObservations": cfg.MaxObservations,
-		"JudgeWorkers": cfg.JudgeWorkers, "JudgeQueue": cfg.JudgeQueue} {
-		if v < 0 {
-			return nil, fmt.Errorf("semantic: Adaptive.%s %d: must not be negative", name, v)
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"MinObservations", cfg.MinObservations}, {"MaxObservations", cfg.MaxObservations},
+		{"JudgeWorkers", cfg.JudgeWorkers}, {"JudgeQueue", cfg.JudgeQueue}} {
+		if f.v < 0 {
+			return nil, fmt.Errorf("semantic: Adaptive.%s %d: must not be negative", f.name, f.v)
 		}
 	}
-	cfg.MinObservations = cmpOr(cfg.MinObservations, 4)
-	cfg.MaxObservations = cmpOr(cfg.MaxObservations, 256)
-	cfg.JudgeWorkers = cmpOr(cfg.JudgeWorkers, 2)
-	cfg.JudgeQueue = cmpOr(cfg.JudgeQueue, 1024)
+	cfg.MinObservations = cmp.Or(cfg.MinObservations, 4)
+	cfg.MaxObservations = cmp.Or(cfg.MaxObservations, 256)
+	cfg.JudgeWorkers = cmp.Or(cfg.JudgeWorkers, 2)
+	cfg.JudgeQueue = cmp.Or(cfg.JudgeQueue, 1024)
 	if cfg.JudgeTimeout < 0 {
 		return nil, fmt.Errorf("semantic: Adaptive.JudgeTimeout %v: must not be negative", cfg.JudgeTimeout)
 	}
-	cfg.JudgeTimeout = cmpOr(cfg.JudgeTimeout, 30*time.Second)
+	cfg.JudgeTimeout = cmp.Or(cfg.JudgeTimeout, 30*time.Second)
 	if cfg.Floor == 0 {
 		cfg.Floor = 0.5
 	}
@@ -151,14 +159,6 @@ func newAdaptive(cfg AdaptiveConfig, store Store) (*adaptive, error) {
 		jobs: make(chan verification, cfg.JudgeQueue)}
 	a.base, a.cancelBase = context.WithCancel(context.Background())
 	return a, nil
-}
-
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // draw returns a uniform number in [0, 1).

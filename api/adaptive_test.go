@@ -202,3 +202,33 @@ func testAdaptiveStreamExploration(t *testing.T) {
 		t.Errorf("after the stream: explorations %d, judge calls %d; want 1, 1", s.Explorations, s.JudgeCalls)
 	}
 }
+
+// TestAdaptiveReStoredEntryKeepsTags: a wrong verdict re-stores the
+// explored request's answer with its vector, off the request path; the
+// entry keeps the request's tags, so invalidating the tag still finds it.
+func TestAdaptiveReStoredEntryKeepsTags(t *testing.T) { forEachBackend(t, testAdaptiveReStoredEntryKeepsTags) }
+
+func testAdaptiveReStoredEntryKeepsTags(t *testing.T) {
+	const admin = "adaptive-admin-token-0123"
+	p := newProxyWith(t, newUpstream(t, nil), func(c *api.Config) { c.AdminToken = admin }, func(c *semantic.Config) {
+		c.Policy = semantic.PolicyAdaptive
+		c.Adaptive = semantic.AdaptiveConfig{Seed: 9, Judge: &semantic.AnswerJudge{}}
+	})
+	p.post(t, "sk-a", chat("m", "", "user", question))
+	r := postWith(t, p, chat("m", "", "user", paraphrase), map[string]string{"X-Semcache-Tags": "doc:9"})
+	if r.header.Get(api.HeaderExplore) != "1" {
+		t.Fatalf("paraphrase not explored: %s", r.header.Get(api.HeaderStatus))
+	}
+	p.cache.Drain() // the simulator answers each prompt differently: a wrong verdict, a re-store
+	if s := p.cache.Snapshot(t.Context()); s.VerifiedWrong != 1 {
+		t.Fatalf("verdicts: %+v", s)
+	}
+	req, _ := http.NewRequest(http.MethodPost, p.url+"/api/v1/cache/invalidate", strings.NewReader(`{"tag":"doc:9"}`))
+	req.Header.Set("Authorization", "Bearer "+admin)
+	if got := p.send(t, req); got.status != 200 || !strings.Contains(string(got.body), `"deleted":1`) {
+		t.Fatalf("invalidate doc:9: %d %s, want the re-stored entry deleted", got.status, got.body)
+	}
+	if again := p.post(t, "sk-a", chat("m", "", "user", paraphrase)); again.header.Get(api.HeaderStatus) == "HIT" && again.header.Get(api.HeaderTier) == "exact" {
+		t.Error("the invalidated entry still answers")
+	}
+}

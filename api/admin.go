@@ -287,6 +287,14 @@ func printable(s string) bool {
 	return utf8.ValidString(s) && strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) < 0
 }
 
+// entryTags is the full tag list of an entry a request stores: the
+// request's tags and its tenant's namespace tag.
+func entryTags(tenant, namespace string, tags []string) []string {
+	all := make([]string, 0, len(tags)+1)
+	all = append(all, tags...)
+	return append(all, semantic.NamespaceTag(tenant, namespace))
+}
+
 // tagStored tags the entry a miss stored (res.Stored; nothing otherwise)
 // with the request's tags (see parseTags) and the internal tag of its
 // tenant and namespace (semantic.NamespaceTag), so that the admin endpoints
@@ -306,9 +314,7 @@ func (s *Server) tagStored(ctx context.Context, tenant, namespace string, tags [
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), tagTimeout)
 	defer cancel()
-	all := make([]string, 0, len(tags)+1)
-	all = append(all, tags...)
-	all = append(all, semantic.NamespaceTag(tenant, namespace))
+	all := entryTags(tenant, namespace, tags)
 	// The longest an entry can live: the default TTL, or a request's
 	// X-Semcache-TTL, which MaxTTL bounds.
 	ttl := max(s.cfg.MaxTTL, s.cache.TTL())

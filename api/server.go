@@ -278,7 +278,10 @@ func (s *Server) chatCompletions(c echo.Context) error {
 	}
 
 	header := req.Header.Clone()
-	res, err := s.cache.DoWith(req.Context(), id, ctl.opts, func(ctx context.Context) (semantic.Upstream, error) {
+	// The tags go along, for an entry the cache re-stores off the request
+	// path (semantic.WithEntryTags).
+	cctx := semantic.WithEntryTags(req.Context(), entryTags(ctl.tenant, ctl.namespace, ctl.tags))
+	res, err := s.cache.DoWith(cctx, id, ctl.opts, func(ctx context.Context) (semantic.Upstream, error) {
 		return s.fetch(ctx, header, body)
 	})
 	h := c.Response().Header()

@@ -118,7 +118,8 @@ func (s *Server) streamCompletion(c echo.Context, id semantic.Identity, ctl cont
 		}
 		if ok {
 			if a, err := semantic.AnswerFromStream(chunks); err == nil {
-				sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), streamStoreTimeout)
+				sctx, cancel := context.WithTimeout(semantic.WithEntryTags(context.WithoutCancel(ctx),
+					entryTags(ctl.tenant, ctl.namespace, ctl.tags)), streamStoreTimeout)
 				stored, _ := s.cache.StoreAnswer(sctx, res, id, ctl.opts, a, vec) // failures are logged and counted there
 				cancel()
 				s.tagStored(ctx, ctl.tenant, ctl.namespace, ctl.tags, semantic.Result{Key: id.Key, Stored: stored})

@@ -54,6 +54,27 @@ func NamespaceTag(tenant, namespace string) string {
 // TTL returns the configured entry lifetime (Config.TTL after defaults).
 func (c *Cache) TTL() time.Duration { return c.cfg.TTL }
 
+// tagsKey is the context key of WithEntryTags.
+type tagsKey struct{}
+
+// WithEntryTags returns ctx carrying the full list of tags (the request's
+// and its namespace tag) that the caller gives the entry a request stores
+// (with TagEntry, after DoWith or StoreAnswer return). The cache needs them
+// when it stores that request's answer again later, off the request path:
+// an adaptive-policy verification that finds the cached neighbour wrong
+// re-stores the fresh answer with its vector, which replaces the entry and
+// drops its tags, so the cache tags it again with these. tags must not be
+// modified afterwards.
+func WithEntryTags(ctx context.Context, tags []string) context.Context {
+	return context.WithValue(ctx, tagsKey{}, tags)
+}
+
+// entryTags returns the tags of WithEntryTags, or nil.
+func entryTags(ctx context.Context) []string {
+	tags, _ := ctx.Value(tagsKey{}).([]string)
+	return tags
+}
+
 // TagEntry records that the entry under key (Result.Key of a stored miss)
 // carries tags, for DeleteTag. ttl (> 0) must be at least the entry's
 // lifetime. It returns an error wrapping ErrUnsupported when the store is

@@ -429,7 +429,7 @@ func (c *Cache) settleMiss(ctx context.Context, miss Result, id Identity, o Opti
 	}
 	stored, err := c.keep(ctx, id, o, up, stream, nil)
 	if _, ok := Cacheable(up); ok {
-		c.verify(verification{exploration: *miss.explore, id: id, o: o, fresh: up, chunk: stream, vec: vec})
+		c.verify(verification{exploration: *miss.explore, id: id, o: o, fresh: up, chunk: stream, vec: vec, tags: entryTags(ctx)})
 	}
 	return stored, err
 }

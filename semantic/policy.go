@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -193,6 +194,9 @@ type verification struct {
 	fresh Upstream
 	chunk []string
 	vec   []float32
+	// tags are the request's entry tags (WithEntryTags), applied again
+	// when the verification re-stores the fresh answer.
+	tags []string
 }
 
 // decide reports whether to explore a request at similarity s to entry key
@@ -285,7 +289,21 @@ func (c *Cache) settle(v verification) {
 	if !right && v.vec != nil {
 		// The neighbour's answer does not fit this request: make the
 		// request an entry of its own, findable by its vector.
-		if stored, _ := c.keep(ctx, v.id, v.o, v.fresh, v.chunk, v.vec); stored && err == nil {
+		stored, _ := c.keep(ctx, v.id, v.o, v.fresh, v.chunk, v.vec)
+		if stored && len(v.tags) > 0 {
+			// Storing replaced the exact-tier copy and dropped its tags:
+			// an entry no invalidation can find must not stay.
+			ttl := c.cfg.TTL
+			if v.o.TTL > 0 {
+				ttl = v.o.TTL
+			}
+			if terr := c.TagEntry(ctx, v.id.Key, v.tags, ttl); terr != nil && !errors.Is(terr, ErrUnsupported) {
+				c.faults.warn("tagging a re-stored entry failed; deleting it", "key", v.id.Key, "err", terr)
+				_, _ = c.store.Delete(ctx, v.id.Key)
+				stored = false
+			}
+		}
+		if stored && err == nil {
 			c.observe(ctx, v.id.Key, Observation{Similarity: v.similarity, Correct: false})
 		}
 	}

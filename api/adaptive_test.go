@@ -206,7 +206,9 @@ func testAdaptiveStreamExploration(t *testing.T) {
 // TestAdaptiveReStoredEntryKeepsTags: a wrong verdict re-stores the
 // explored request's answer with its vector, off the request path; the
 // entry keeps the request's tags, so invalidating the tag still finds it.
-func TestAdaptiveReStoredEntryKeepsTags(t *testing.T) { forEachBackend(t, testAdaptiveReStoredEntryKeepsTags) }
+func TestAdaptiveReStoredEntryKeepsTags(t *testing.T) {
+	forEachBackend(t, testAdaptiveReStoredEntryKeepsTags)
+}
 
 func testAdaptiveReStoredEntryKeepsTags(t *testing.T) {
 	const admin = "adaptive-admin-token-0123"

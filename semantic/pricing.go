@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"strings"
 	"unicode"
 )
@@ -65,13 +64,7 @@ var defaultPricingJSON []byte
 
 // defaultPricing is parsed once, at start-up; a default file that does not
 // parse panics here and so fails every test of the package.
-var defaultPricing = func() *Pricing {
-	p, err := ParsePricing(defaultPricingJSON)
-	if err != nil {
-		panic(err)
-	}
-	return p
-}()
+var defaultPricing = mustParseJSON(defaultPricingJSON, ParsePricing)
 
 // DefaultPricing returns the built-in table of OpenAI list prices (standard
 // tier, without cached-input or Batch discounts) for gpt-4o, gpt-4o-mini,
@@ -83,15 +76,7 @@ func DefaultPricing() *Pricing { return defaultPricing }
 
 // LoadPricing reads and parses a pricing file; see ParsePricing.
 func LoadPricing(path string) (*Pricing, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("semantic: load pricing: %w", err)
-	}
-	p, err := parsePricing(data)
-	if err != nil {
-		return nil, fmt.Errorf("semantic: load pricing %s: %w", path, err)
-	}
-	return p, nil
+	return loadJSONFile(path, "pricing", parsePricing)
 }
 
 // ParsePricing parses a JSON pricing table, documented in docs/pricing.md:
@@ -105,11 +90,7 @@ func LoadPricing(path string) (*Pricing, error) {
 // an error for an entry wraps a *PricingError naming the model and the
 // field. An empty "models" object is valid and prices nothing.
 func ParsePricing(data []byte) (*Pricing, error) {
-	p, err := parsePricing(data)
-	if err != nil {
-		return nil, fmt.Errorf("semantic: parse pricing: %w", err)
-	}
-	return p, nil
+	return parseJSON(data, "pricing", parsePricing)
 }
 
 func parsePricing(data []byte) (*Pricing, error) {

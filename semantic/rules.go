@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -115,15 +114,7 @@ var defaultRulesJSON []byte
 
 // defaultRules is compiled once, at start-up; a default file that does not
 // parse panics here and so fails every test of the package.
-var defaultRules = mustParseRules(defaultRulesJSON)
-
-func mustParseRules(data []byte) *Rules {
-	r, err := ParseRules(data)
-	if err != nil {
-		panic(err)
-	}
-	return r
-}
+var defaultRules = mustParseJSON(defaultRulesJSON, ParseRules)
 
 // DefaultRules returns the default rule set, documented with its JSON in
 // docs/ttl-rules.md: "realtime" (no caching for live data), then
@@ -132,15 +123,7 @@ func DefaultRules() *Rules { return defaultRules }
 
 // LoadRules reads and parses a rules file; see ParseRules.
 func LoadRules(path string) (*Rules, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("semantic: load rules: %w", err)
-	}
-	r, err := parseRules(data)
-	if err != nil {
-		return nil, fmt.Errorf("semantic: load rules %s: %w", path, err)
-	}
-	return r, nil
+	return loadJSONFile(path, "rules", parseRules)
 }
 
 // ParseRules compiles a JSON rule set, {"rules": [rule, ...]}, whose rules
@@ -151,11 +134,7 @@ func LoadRules(path string) (*Rules, error) {
 // neither keywords nor pattern, an empty or unusable keyword, a missing,
 // malformed or duplicate name).
 func ParseRules(data []byte) (*Rules, error) {
-	r, err := parseRules(data)
-	if err != nil {
-		return nil, fmt.Errorf("semantic: parse rules: %w", err)
-	}
-	return r, nil
+	return parseJSON(data, "rules", parseRules)
 }
 
 func parseRules(data []byte) (*Rules, error) {

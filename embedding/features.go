@@ -52,25 +52,7 @@ func forEachFeature(text string, minN, maxN int, sc *scratch, fn func(h uint64))
 	}
 	for i, w := range sc.words {
 		word := sc.runes[w.start:w.end]
-		padded := len(word) + 2
-		at := func(k int) rune {
-			switch k {
-			case 0:
-				return '<'
-			case padded - 1:
-				return '>'
-			}
-			return word[k-1]
-		}
-		for s := 0; s < padded; s++ {
-			h := uint64(fnvOffset64)
-			for j := s; j < padded && j-s < maxN; j++ {
-				h = fnvRune(h, at(j))
-				if j-s+1 >= minN {
-					fn(h)
-				}
-			}
-		}
+		wordNgrams(word, minN, maxN, fn)
 		fn(w.hash)
 		if i+1 < len(sc.words) {
 			next := sc.words[i+1]

@@ -246,8 +246,14 @@ func (l *Local) embed(text string, sc *scratch) []float32 {
 // addWord adds the word feature and the n-gram features of word to v.
 func (l *Local) addWord(v []float32, word []rune, wordHash uint64, weight float32) {
 	l.add(v, wordHash, weight*l.wordWeight)
-	// Padded is "<" + word + ">"; hash every substring of length in
-	// [minN, maxN] incrementally, one FNV-1a step per rune.
+	wordNgrams(word, l.minN, l.maxN, func(h uint64) { l.add(v, h, weight) })
+}
+
+// wordNgrams calls fn with the FNV-1a hash of every substring of "<" +
+// word + ">" whose length in runes is in [minN, maxN], hashed
+// incrementally, one step per rune, in order of start then length. The
+// local embedder and the trained embedder's features share it.
+func wordNgrams(word []rune, minN, maxN int, fn func(h uint64)) {
 	padded := len(word) + 2
 	at := func(k int) rune {
 		switch k {
@@ -260,10 +266,10 @@ func (l *Local) addWord(v []float32, word []rune, wordHash uint64, weight float3
 	}
 	for i := 0; i < padded; i++ {
 		h := uint64(fnvOffset64)
-		for j := i; j < padded && j-i < l.maxN; j++ {
+		for j := i; j < padded && j-i < maxN; j++ {
 			h = fnvRune(h, at(j))
-			if j-i+1 >= l.minN {
-				l.add(v, h, weight)
+			if j-i+1 >= minN {
+				fn(h)
 			}
 		}
 	}

@@ -473,13 +473,7 @@ func runLoadCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	if err := writeLoadSummary(stdout, rep); err != nil {
-		return err
-	}
-	if o.Out != "" {
-		return writeReportJSON(o.Out, "load.json", rep)
-	}
-	return nil
+	return report(stdout, o.Out, "load.json", rep, writeLoadSummary)
 }
 
 // validate checks the flags that do not need the data; set holds the names

@@ -230,11 +230,17 @@ func runReplayCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 	if err != nil {
 		return err
 	}
-	if err := writeReplaySummary(stdout, rep); err != nil {
+	return report(stdout, o.Out, "replay.json", rep, writeReplaySummary)
+}
+
+// report prints rep's summary to stdout and, when out is set, writes rep
+// as out/name: the last step of bench replay and bench load.
+func report[R any](stdout io.Writer, out, name string, rep R, summary func(io.Writer, R) error) error {
+	if err := summary(stdout, rep); err != nil {
 		return err
 	}
-	if o.Out != "" {
-		return writeReportJSON(o.Out, "replay.json", rep)
+	if out != "" {
+		return writeReportJSON(out, name, rep)
 	}
 	return nil
 }

@@ -417,9 +417,7 @@ type LoadReport struct {
 	// Errors counts requests without a valid answer, split by kind as in
 	// ReplayReport; ErrorSamples holds the first few, each naming the
 	// request number (1-based, in sending order).
-	Errors       int            `json:"errors"`
-	ErrorsByKind map[string]int `json:"errors_by_kind,omitempty"`
-	ErrorSamples []string       `json:"error_samples,omitempty"`
+	ErrorTally
 }
 
 func runLoadCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -663,14 +661,7 @@ func summariseLoad(results []loadDone, elapsed time.Duration) *LoadReport {
 		switch r.kind {
 		case kindError:
 			ks.Errors++
-			rep.Errors++
-			if rep.ErrorsByKind == nil {
-				rep.ErrorsByKind = make(map[string]int)
-			}
-			rep.ErrorsByKind[r.errKind]++
-			if len(rep.ErrorSamples) < maxErrorSamples {
-				rep.ErrorSamples = append(rep.ErrorSamples, r.errMsg)
-			}
+			rep.add(r.errKind, r.errMsg)
 			continue
 		case kindExact:
 			ks.ExactHits++

@@ -158,9 +158,28 @@ type ReplayReport struct {
 	// non-200 statuses and malformed answers. ErrorsByKind splits them
 	// ("transport", "http 500", "bad response"); ErrorSamples holds the
 	// first few messages, each naming the data file line.
+	ErrorTally
+}
+
+// ErrorTally counts the requests of a replay or load run that got no valid
+// answer: Errors in all, ErrorsByKind by kind ("transport", "http 500",
+// "bad response"), ErrorSamples the first maxErrorSamples messages.
+type ErrorTally struct {
 	Errors       int            `json:"errors"`
 	ErrorsByKind map[string]int `json:"errors_by_kind,omitempty"`
 	ErrorSamples []string       `json:"error_samples,omitempty"`
+}
+
+// add counts one error of kind with its message.
+func (e *ErrorTally) add(kind, msg string) {
+	e.Errors++
+	if e.ErrorsByKind == nil {
+		e.ErrorsByKind = make(map[string]int)
+	}
+	e.ErrorsByKind[kind]++
+	if len(e.ErrorSamples) < maxErrorSamples {
+		e.ErrorSamples = append(e.ErrorSamples, msg)
+	}
 }
 
 // replayKind is the outcome of one replayed query.
@@ -624,14 +643,7 @@ func summariseReplay(results []replayResult, labelled bool) *ReplayReport {
 	for _, r := range results {
 		switch r.kind {
 		case kindError:
-			rep.Errors++
-			if rep.ErrorsByKind == nil {
-				rep.ErrorsByKind = make(map[string]int)
-			}
-			rep.ErrorsByKind[r.errKind]++
-			if len(rep.ErrorSamples) < maxErrorSamples {
-				rep.ErrorSamples = append(rep.ErrorSamples, r.errMsg)
-			}
+			rep.add(r.errKind, r.errMsg)
 			continue
 		case kindMiss:
 			rep.Misses++

@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -65,7 +66,7 @@ func testAdaptivePolicyEndToEnd(t *testing.T) {
 	store := newStore(t, emb)
 	p := proxyOnStore(t, faqUpstream(t), emb, store, nil, func(c *semantic.Config) {
 		c.Policy = semantic.PolicyAdaptive
-		c.Adaptive = semantic.AdaptiveConfig{MaxErrorRate: 0.01, MinObservations: 1, Seed: 3, Judge: &semantic.AnswerJudge{}}
+		c.Adaptive = semantic.AdaptiveConfig{MaxErrorRate: 0.01, MinObservations: 1, Seed: 3, Judge: &semantic.AnswerJudge{}, Rule: semantic.RuleEntry}
 	})
 	first := p.post(t, "sk-a", chat("m", "", "user", question))
 	if first.header.Get(api.HeaderStatus) != "MISS" {
@@ -187,7 +188,7 @@ func TestAdaptiveStreamExploration(t *testing.T) { forEachBackend(t, testAdaptiv
 func testAdaptiveStreamExploration(t *testing.T) {
 	p := newProxyWith(t, newUpstream(t, nil), nil, func(c *semantic.Config) {
 		c.Policy = semantic.PolicyAdaptive
-		c.Adaptive = semantic.AdaptiveConfig{Seed: 5, Judge: &semantic.AnswerJudge{}}
+		c.Adaptive = semantic.AdaptiveConfig{Seed: 5, Judge: &semantic.AnswerJudge{}, Rule: semantic.RuleEntry}
 	})
 	p.post(t, "sk-a", chat("m", "", "user", question))
 	r := p.post(t, "sk-a", chat("m", `"stream":true`, "user", paraphrase))
@@ -214,7 +215,7 @@ func testAdaptiveReStoredEntryKeepsTags(t *testing.T) {
 	const admin = "adaptive-admin-token-0123"
 	p := newProxyWith(t, newUpstream(t, nil), func(c *api.Config) { c.AdminToken = admin }, func(c *semantic.Config) {
 		c.Policy = semantic.PolicyAdaptive
-		c.Adaptive = semantic.AdaptiveConfig{Seed: 9, Judge: &semantic.AnswerJudge{}}
+		c.Adaptive = semantic.AdaptiveConfig{Seed: 9, Judge: &semantic.AnswerJudge{}, Rule: semantic.RuleEntry}
 	})
 	p.post(t, "sk-a", chat("m", "", "user", question))
 	r := postWith(t, p, chat("m", "", "user", paraphrase), map[string]string{"X-Semcache-Tags": "doc:9"})
@@ -232,5 +233,58 @@ func testAdaptiveReStoredEntryKeepsTags(t *testing.T) {
 	}
 	if again := p.post(t, "sk-a", chat("m", "", "user", paraphrase)); again.header.Get(api.HeaderStatus) == "HIT" && again.header.Get(api.HeaderTier) == "exact" {
 		t.Error("the invalidated entry still answers")
+	}
+}
+
+// TestBudgetRuleEndToEnd runs the adaptive policy's default rule through
+// the real server: paraphrases of one FAQ question are explored
+// (X-Semcache-Explore) until the verdicts bound the error within δ, then
+// served; the stats and /metrics report the learned threshold.
+func TestBudgetRuleEndToEnd(t *testing.T) { forEachBackend(t, testBudgetRuleEndToEnd) }
+
+func testBudgetRuleEndToEnd(t *testing.T) {
+	emb, err := embedding.NewLocal(embedding.LocalConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := proxyOnStore(t, faqUpstream(t), emb, newStore(t, emb), nil, func(c *semantic.Config) {
+		c.Policy = semantic.PolicyAdaptive
+		c.Adaptive = semantic.AdaptiveConfig{MaxErrorRate: 0.05, Seed: 3, Judge: &semantic.AnswerJudge{}}
+	})
+	explored, hits := 0, 0
+	for i := range 80 {
+		r := p.post(t, "sk-a", chat("m", "", "user", fmt.Sprintf("How do I reset my password, please? (case %d)", i)))
+		p.cache.Drain()
+		if string(r.body) != faqAnswer {
+			t.Fatalf("request %d: body %s", i, r.body)
+		}
+		switch {
+		case r.header.Get(api.HeaderStatus) == "HIT" && r.header.Get(api.HeaderTier) == "semantic":
+			hits++
+		case r.header.Get(api.HeaderExplore) == "1":
+			if hits > 0 {
+				continue // an audit
+			}
+			explored++
+		}
+	}
+	if explored < 20 || hits == 0 {
+		t.Fatalf("%d explorations before the first of %d semantic hits; want 20 or more, then hits", explored, hits)
+	}
+	var s semantic.Snapshot
+	if err := json.Unmarshal(p.do(t, http.MethodGet, "/api/v1/cache/stats", "", "").body, &s); err != nil {
+		t.Fatal(err)
+	}
+	served := 0
+	for _, th := range s.LearnedThresholds {
+		if th != nil {
+			served++
+		}
+	}
+	if s.AdaptiveRule != "budget" || served == 0 || s.VerifiedWrong != 0 {
+		t.Errorf("stats: rule %q, learned thresholds %v, wrong verdicts %d", s.AdaptiveRule, s.LearnedThresholds, s.VerifiedWrong)
+	}
+	if metrics := string(p.do(t, http.MethodGet, "/metrics", "", "").body); !strings.Contains(metrics, "semcache_learned_threshold{stratum=") {
+		t.Errorf("/metrics has no semcache_learned_threshold")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"strings"
 	"time"
@@ -114,7 +115,7 @@ type cacheCollector struct {
 
 	requests, upstreamCalls, upstreamErrors, lookupErrors, storeErrors, tokensSaved, costSaved, unpricedHits,
 	evictions, expired, entries *prometheus.Desc
-	guardRefusals, explorations, verdicts, judgeErrors, judgeDropped, estimatedErrors *prometheus.Desc
+	guardRefusals, explorations, verdicts, judgeErrors, judgeDropped, estimatedErrors, learnedThreshold *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*cacheCollector)(nil)
@@ -162,7 +163,10 @@ func newCacheCollector(cache *semantic.Cache) *cacheCollector {
 		judgeDropped: desc("judge_dropped_total",
 			"Adaptive policy: verifications dropped because the judge queue was full."),
 		estimatedErrors: desc("estimated_wrong_hits_total",
-			"Adaptive policy: expected number of wrong semantic hits served, the sum of 1 - P(correct | similarity) by each entry's fit; divide by requests for the estimated error rate."),
+			"Adaptive policy: expected number of wrong semantic hits served, the sum of 1 - P(correct | similarity) by the policy's estimate (the similarity bin's wrong rate under --adaptive-rule budget, the entry's fit under entry); divide by requests for the estimated error rate."),
+		learnedThreshold: desc("learned_threshold",
+			"Adaptive policy, --adaptive-rule budget: the lowest cosine similarity served at --max-error-rate, by stratum (agree, disagree, alone: what the second neighbour's answer says); absent where nothing is served yet.",
+			"stratum"),
 	}
 }
 
@@ -172,6 +176,7 @@ func (cc *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
 		cc.requests, cc.upstreamCalls, cc.upstreamErrors, cc.lookupErrors, cc.storeErrors, cc.tokensSaved,
 		cc.costSaved, cc.unpricedHits, cc.evictions, cc.expired, cc.entries,
 		cc.guardRefusals, cc.explorations, cc.verdicts, cc.judgeErrors, cc.judgeDropped, cc.estimatedErrors,
+		cc.learnedThreshold,
 	} {
 		ch <- d
 	}
@@ -211,6 +216,13 @@ func (cc *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(cc.judgeErrors, s.JudgeErrors.Load())
 	counter(cc.judgeDropped, s.JudgeDropped.Load())
 	ch <- prometheus.MustNewConstMetric(cc.estimatedErrors, prometheus.CounterValue, float64(s.EstimatedErrorMicros.Load())/1e6)
+	if th, ok := cc.cache.LearnedThresholds(); ok {
+		for k, t := range th {
+			if !math.IsNaN(t) {
+				ch <- prometheus.MustNewConstMetric(cc.learnedThreshold, prometheus.GaugeValue, t, semantic.Stratum(k).String())
+			}
+		}
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), entriesTimeout)
 	defer cancel()

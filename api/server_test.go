@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -576,7 +577,7 @@ func testHealthStatsAndPassThrough(t *testing.T) {
 	}
 	want := semantic.Snapshot{Requests: 3, Hits: 2, ExactHits: 1, SemanticHits: 1, Misses: 1, Bypasses: 1,
 		HitRate: 2.0 / 3, Entries: 1, UpstreamCalls: 1, PromptTokensSaved: s.PromptTokensSaved, CompletionTokensSaved: s.CompletionTokensSaved, Policy: "static"}
-	if s != want {
+	if !reflect.DeepEqual(s, want) {
 		t.Errorf("stats:\n got %+v\nwant %+v", s, want)
 	}
 	if s.PromptTokensSaved <= 0 || s.CompletionTokensSaved <= 0 {

@@ -92,6 +92,9 @@ type adaptiveOptions struct {
 	// MinObservations and Floor are AdaptiveConfig's.
 	MinObservations int     `json:"min_observations"`
 	Floor           float64 `json:"floor"`
+	// Rule and Audit are AdaptiveConfig's.
+	Rule  string  `json:"rule"`
+	Audit float64 `json:"audit"`
 	// UniqueLabels are the labels whose requests get an answer per
 	// distinct query.
 	UniqueLabels []string `json:"unique_labels"`
@@ -153,7 +156,9 @@ func runAdaptiveCommand(ctx context.Context, args []string, stdout, stderr io.Wr
 	fs.Float64Var(&o.StaticMax, "static-max", 1.00, "highest static threshold (cosine similarity), in (0, 1]")
 	fs.Float64Var(&o.StaticStep, "static-step", 0.01, "static threshold step, > 0")
 	fs.IntVar(&o.Checkpoint, "checkpoint", 100, "measure the cumulative rates every this many requests (and after the last), >= 1")
-	fs.IntVar(&o.MinObservations, "min-observations", 4, "adaptive: verified observations an entry needs before it is served, >= 1")
+	fs.IntVar(&o.MinObservations, "min-observations", 4, "adaptive, --adaptive-rule entry: verified observations an entry needs before it is served, >= 1")
+	fs.StringVar(&o.Rule, "adaptive-rule", "budget", "adaptive: how the error budget is spent: budget (learn from all verdicts, serve the likeliest-right neighbours first) or entry (vCache: per-entry fits)")
+	fs.Float64Var(&o.Audit, "audit-rate", 0.01, "adaptive, --adaptive-rule budget: probability of verifying a neighbour that would be served, in (0, 1)")
 	fs.Float64Var(&o.Floor, "floor", 0.5, "adaptive: cosine-similarity floor below which a neighbour is neither served nor explored, in (0, 1]")
 	fs.StringVar(&unique, "unique-labels", defaultUniqueLabels, "comma-separated out-of-scope labels whose requests get an answer per distinct query; empty for none")
 	fs.IntVar(&o.Workers, "workers", runtime.GOMAXPROCS(0), "runs replayed in parallel, >= 1 (does not change the results)")
@@ -280,6 +285,10 @@ func (o adaptiveOptions) validate() error {
 		return usageErrorf("--min-observations must be >= 1, got %d", o.MinObservations)
 	case !(o.Floor > 0 && o.Floor <= 1):
 		return usageErrorf("--floor must be a cosine similarity in (0, 1], got %v", o.Floor)
+	case o.Rule != string(semantic.RuleBudget) && o.Rule != string(semantic.RuleEntry):
+		return usageErrorf("--adaptive-rule must be budget or entry, got %q", o.Rule)
+	case !(o.Audit > 0 && o.Audit < 1):
+		return usageErrorf("--audit-rate must be a probability in (0, 1), got %v", o.Audit)
 	case o.Workers < 1:
 		return usageErrorf("--workers must be >= 1, got %d", o.Workers)
 	case !(o.StaticMin > 0 && o.StaticMin <= 1):
@@ -673,6 +682,8 @@ func (st *replayStream) replay(ctx context.Context, o adaptiveOptions, sp runSpe
 			Seed:            runSeed(o.Seed, sp.Shuffle),
 			Judge:           &semantic.AnswerJudge{},
 			JudgeWorkers:    1,
+			Rule:            semantic.Allocation(o.Rule),
+			Audit:           o.Audit,
 		}
 	}
 	cache, err := semantic.New(cfg, st.emb, store)

@@ -47,6 +47,8 @@ func TestAdaptiveUsageErrors(t *testing.T) {
 		{"checkpoint 0", with("--checkpoint", "0"), "--checkpoint must be >= 1"},
 		{"min observations 0", with("--min-observations", "0"), "--min-observations must be >= 1"},
 		{"floor 0", with("--floor", "0"), "--floor must be a cosine similarity in (0, 1]"},
+		{"unknown rule", with("--adaptive-rule", "global"), `--adaptive-rule must be budget or entry, got "global"`},
+		{"audit rate 0", with("--audit-rate", "0"), "--audit-rate must be a probability in (0, 1)"},
 		{"floor above 1", with("--floor", "1.5"), "--floor must be"},
 		{"no worker", with("--workers", "0"), "--workers must be >= 1"},
 		{"static min 0", with("--static-min", "0"), "--static-min must be a cosine similarity in (0, 1]"},
@@ -200,6 +202,7 @@ func fixtureOptions() adaptiveOptions {
 		MaxErrorRates: []float64{0.02, 0.05}, Shuffles: 2, Seed: 7,
 		StaticMin: 0.6, StaticMax: 1, StaticStep: 0.1, Checkpoint: 5,
 		MinObservations: 2, Floor: 0.5, UniqueLabels: []string{"NO_NODES_DETECTED"}, Workers: 1,
+		Rule: "budget", Audit: 0.01,
 	}
 }
 
@@ -221,7 +224,14 @@ func TestAdaptiveIsDeterministic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for _, rule := range []string{"budget", "entry"} {
+		t.Run(rule, func(t *testing.T) { testAdaptiveIsDeterministic(t, exs, emb, rule) })
+	}
+}
+
+func testAdaptiveIsDeterministic(t *testing.T, exs []Example, emb semantic.Embedder, rule string) {
 	o := fixtureOptions()
+	o.Rule = rule
 	a, err := runAdaptive(context.Background(), o, exs, emb)
 	if err != nil {
 		t.Fatal(err)

@@ -427,6 +427,15 @@ func (c *Cache) settleMiss(ctx context.Context, miss Result, id Identity, o Opti
 	if miss.explore == nil {
 		return c.keep(ctx, id, o, up, stream, vec)
 	}
+	if c.adaptive.budget != nil {
+		// RuleBudget: every answer from upstream is stored with its
+		// vector, as under the static policy; the verdict only teaches.
+		stored, err := c.keep(ctx, id, o, up, stream, vec)
+		if _, ok := Cacheable(up); ok {
+			c.verify(verification{exploration: *miss.explore, id: id, o: o, fresh: up})
+		}
+		return stored, err
+	}
 	stored, err := c.keep(ctx, id, o, up, stream, nil)
 	if _, ok := Cacheable(up); ok {
 		c.verify(verification{exploration: *miss.explore, id: id, o: o, fresh: up, chunk: stream, vec: vec, tags: entryTags(ctx)})
@@ -503,7 +512,12 @@ func (c *Cache) semantic(ctx context.Context, id Identity, o Options) ([]float32
 		c.faults.warn("semantic search failed", "err", err)
 		return vec, Result{}, false
 	}
-	for _, n := range nn {
+	cand := math.NaN() // the similarity of the neighbour decided on, if any
+	var stratum Stratum
+	if c.adaptive != nil && c.adaptive.budget != nil {
+		defer func() { c.adaptive.budget.count(stratum, cand) }()
+	}
+	for j, n := range nn {
 		sim := float64(n.Similarity)
 		if !accept(sim, threshold) {
 			break // best first: nothing further can pass
@@ -519,10 +533,14 @@ func (c *Cache) semantic(ctx context.Context, id Identity, o Options) ([]float32
 			}
 		}
 		if c.adaptive != nil {
-			explore, p := c.decide(ctx, n.ID, sim, o)
+			cand = sim
+			if c.adaptive.budget != nil {
+				stratum = c.stratum(ctx, r.Body, nn[j+1:], threshold, o)
+			}
+			explore, p := c.decide(ctx, n.ID, stratum, sim, o)
 			if explore {
 				c.stats.Explorations.Add(1)
-				return vec, Result{Explored: true, Similarity: sim, explore: &exploration{entry: n.ID, similarity: sim, cached: r.Body}}, false
+				return vec, Result{Explored: true, Similarity: sim, explore: &exploration{entry: n.ID, similarity: sim, cached: r.Body, stratum: stratum}}, false
 			}
 			c.stats.addEstimatedError(1 - p)
 		}
@@ -531,6 +549,28 @@ func (c *Cache) semantic(ctx context.Context, id Identity, o Options) ([]float32
 		return vec, r, true
 	}
 	return vec, Result{}, false
+}
+
+// stratum classifies the lookup whose nearest servable neighbour answered
+// body by the next neighbour in rest at or above threshold (see Stratum).
+// One that cannot be read is passed over.
+func (c *Cache) stratum(ctx context.Context, body []byte, rest []index.Neighbor, threshold float64, o Options) Stratum {
+	for _, n := range rest {
+		if !accept(float64(n.Similarity), threshold) {
+			break
+		}
+		r, ok := c.getEntry(ctx, n.ID, o)
+		if !ok {
+			continue
+		}
+		a, errA := AnswerText(body)
+		b, errB := AnswerText(r.Body)
+		if errA == nil && errB == nil && NormalizeAnswer(a) == NormalizeAnswer(b) {
+			return StratumAgree
+		}
+		return StratumDisagree
+	}
+	return StratumAlone
 }
 
 // Accept reports whether a neighbour at cosine similarity sim (in [-1, 1])

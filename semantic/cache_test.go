@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"reflect"
 	"runtime"
 	"strings"
 	"sync"
@@ -851,7 +852,7 @@ func TestStatsAndSnapshot(t *testing.T) {
 		CompletionTokensSaved: 3*3 + 40,
 		Policy:                "static",
 	}
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Snapshot =\n %+v\nwant\n %+v", got, want)
 	}
 
@@ -863,7 +864,7 @@ func TestStatsAndSnapshot(t *testing.T) {
 
 	// Snapshot of a fresh cache: no division by zero.
 	fresh := newEnv(t, semantic.Config{Threshold: 0.8}, nil).cache.Snapshot(context.Background())
-	if fresh != (semantic.Snapshot{Policy: "static"}) {
+	if !reflect.DeepEqual(fresh, semantic.Snapshot{Policy: "static"}) {
 		t.Errorf("fresh Snapshot = %+v, want zero counters", fresh)
 	}
 }

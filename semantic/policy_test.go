@@ -96,7 +96,7 @@ func forStateBackends(t *testing.T, f func(t *testing.T, b stateBackend)) {
 // embedder; mod adjusts the adaptive configuration.
 func adaptiveCache(t *testing.T, store semantic.Store, mod func(*semantic.AdaptiveConfig)) *semantic.Cache {
 	t.Helper()
-	a := semantic.AdaptiveConfig{MaxErrorRate: 0.01, MinObservations: 2, Seed: 7, Judge: &semantic.AnswerJudge{}}
+	a := semantic.AdaptiveConfig{MaxErrorRate: 0.01, MinObservations: 2, Seed: 7, Judge: &semantic.AnswerJudge{}, Rule: semantic.RuleEntry}
 	if mod != nil {
 		mod(&a)
 	}
@@ -407,6 +407,9 @@ func TestAdaptiveConfigErrors(t *testing.T) {
 		{semantic.AdaptiveConfig{Judge: &semantic.AnswerJudge{}, Floor: 1.5}, "Floor"},
 		{semantic.AdaptiveConfig{Judge: &semantic.AnswerJudge{}, MinObservations: -1}, "MinObservations"},
 		{semantic.AdaptiveConfig{Judge: &semantic.AnswerJudge{}, Epsilons: []float64{0.1, 1}}, "Epsilons"},
+		{semantic.AdaptiveConfig{Judge: &semantic.AnswerJudge{}, Rule: "global"}, "Rule"},
+		{semantic.AdaptiveConfig{Judge: &semantic.AnswerJudge{}, Audit: 1}, "Audit"},
+		{semantic.AdaptiveConfig{Judge: &semantic.AnswerJudge{}, Audit: -0.1}, "Audit"},
 	} {
 		_, err := semantic.New(semantic.Config{Threshold: 0.9, Policy: semantic.PolicyAdaptive, Adaptive: c.a}, &fakeEmbedder{t: t}, mem)
 		if err == nil || !strings.Contains(err.Error(), c.want) {

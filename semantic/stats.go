@@ -74,7 +74,8 @@ type Stats struct {
 	JudgeDropped  atomic.Int64
 	// EstimatedErrorMicros adds up, in millionths, 1 - P̂(correct | s) of
 	// every semantic hit served under PolicyAdaptive: the expected number
-	// of wrong answers served, by the entries' fits.
+	// of wrong answers served, by the policy's estimate (the bin's wrong
+	// rate under RuleBudget, the entry's fit under RuleEntry).
 	EstimatedErrorMicros atomic.Int64
 }
 
@@ -137,11 +138,19 @@ type Snapshot struct {
 	JudgeErrors   int64  `json:"judge_errors"`
 	JudgeDropped  int64  `json:"judge_dropped"`
 	// EstimatedErrorRate is the expected fraction of requests answered
-	// wrongly by semantic hits, by the entries' fits: EstimatedErrorMicros
+	// wrongly by semantic hits, by the policy's estimate: EstimatedErrorMicros
 	// / 10⁶ / requests.
 	EstimatedErrorRate float64 `json:"estimated_error_rate"`
 	// MaxErrorRate is the configured δ (0 under static).
 	MaxErrorRate float64 `json:"max_error_rate"`
+	// AdaptiveRule is the adaptive policy's rule, "budget" or "entry"
+	// (omitted under static).
+	AdaptiveRule string `json:"adaptive_rule,omitempty"`
+	// LearnedThresholds are, under RuleBudget, the lowest cosine
+	// similarity served at the configured δ per stratum ("alone", "agree",
+	// "disagree"; see Stratum), null where nothing is served yet (omitted
+	// under other rules).
+	LearnedThresholds map[string]*float64 `json:"learned_thresholds,omitempty"`
 }
 
 // GuardRefusals counts neighbours refused by the meaning-flip guards, by
@@ -183,6 +192,19 @@ func (c *Cache) Snapshot(ctx context.Context) Snapshot {
 		JudgeDropped:  s.JudgeDropped.Load(),
 		MaxErrorRate:  c.MaxErrorRate(0),
 	}
+	if a := c.adaptive; a != nil {
+		out.AdaptiveRule = string(a.cfg.Rule)
+		if th, ok := c.LearnedThresholds(); ok {
+			out.LearnedThresholds = map[string]*float64{}
+			for k, t := range th {
+				var p *float64
+				if !math.IsNaN(t) {
+					p = &t
+				}
+				out.LearnedThresholds[Stratum(k).String()] = p
+			}
+		}
+	}
 	out.Evictions, _ = c.Evictions()
 	out.Hits = out.ExactHits + out.SemanticHits
 	if out.Requests > 0 {
@@ -195,6 +217,17 @@ func (c *Cache) Snapshot(ctx context.Context) Snapshot {
 	}
 	out.Entries = n
 	return out
+}
+
+// LearnedThresholds returns, under PolicyAdaptive with RuleBudget, the
+// lowest cosine similarity served at the configured δ per stratum (indexed
+// by Stratum; NaN where nothing is served yet) and true; under other
+// policies and rules it returns false. It is safe for concurrent use.
+func (c *Cache) LearnedThresholds() ([3]float64, bool) {
+	if c.adaptive == nil || c.adaptive.budget == nil {
+		return [3]float64{}, false
+	}
+	return c.adaptive.budget.thresholds(c.adaptive.cfg.MaxErrorRate), true
 }
 
 // count records one answered request in the stats.

@@ -80,6 +80,8 @@ type serveConfig struct {
 	maxErrorRate   float64
 	floor          float64
 	minObs         int
+	adaptiveRule   string
+	auditRate      float64
 	judge          string
 	judgeThreshold float64
 	judgeGreyBand  float64
@@ -138,6 +140,8 @@ var envFlags = map[string]string{
 	"max-error-rate":        "SEMCACHE_MAX_ERROR_RATE",
 	"similarity-floor":      "SEMCACHE_SIMILARITY_FLOOR",
 	"min-observations":      "SEMCACHE_MIN_OBSERVATIONS",
+	"adaptive-rule":         "SEMCACHE_ADAPTIVE_RULE",
+	"audit-rate":            "SEMCACHE_AUDIT_RATE",
 	"judge":                 "SEMCACHE_JUDGE",
 	"judge-threshold":       "SEMCACHE_JUDGE_THRESHOLD",
 	"judge-grey-band":       "SEMCACHE_JUDGE_GREY_BAND",
@@ -193,7 +197,9 @@ func parseServe(args []string, getenv func(string) string, help io.Writer) (serv
 	fs.StringVar(&c.policy, "policy", "static", "semantic-hit policy: static (serve neighbours at or above --threshold) or adaptive (learn per entry where it may serve, within --max-error-rate; README \"Error-bounded serving\")")
 	floatFlag(fs, &c.maxErrorRate, "max-error-rate", 0.01, "adaptive policy: δ, the largest fraction of requests that may get a wrong cached answer, in (0, 1)")
 	floatFlag(fs, &c.floor, "similarity-floor", 0.5, "adaptive policy: cosine similarity in (0, 1] below which a neighbour is never served nor explored")
-	intFlag(fs, &c.minObs, "min-observations", 4, "adaptive policy: verified observations an entry needs before it is ever served")
+	fs.StringVar(&c.adaptiveRule, "adaptive-rule", "budget", "adaptive policy: budget (learn one threshold from all verdicts, spend δ on the likeliest-right neighbours) or entry (vCache: per-entry fits and exploration probabilities)")
+	floatFlag(fs, &c.auditRate, "audit-rate", 0.01, "--adaptive-rule budget: probability in (0, 1) of verifying a neighbour that would be served, so the learned threshold keeps being checked")
+	intFlag(fs, &c.minObs, "min-observations", 4, "--adaptive-rule entry: verified observations an entry needs before it is ever served")
 	fs.StringVar(&c.judge, "judge", "exact", "adaptive policy: how explored answers are verified: exact (normalised answers equal) or embedding (then answer similarity >= --judge-threshold, LLM judge in the grey band when --judge-llm-url is set)")
 	floatFlag(fs, &c.judgeThreshold, "judge-threshold", 0, "--judge embedding: answer cosine similarity in (0, 1] at or above which two answers mean the same; required, calibrate it (README)")
 	floatFlag(fs, &c.judgeGreyBand, "judge-grey-band", 0, "--judge embedding: width below --judge-threshold in which the LLM judge decides")
@@ -367,6 +373,21 @@ func (c *serveConfig) validatePolicy() error {
 	if c.minObs <= 0 {
 		return fmt.Errorf("--min-observations %d: must be > 0", c.minObs)
 	}
+	switch c.adaptiveRule {
+	case "budget":
+		if c.given["min-observations"] {
+			return errors.New("--min-observations is a setting of --adaptive-rule entry")
+		}
+	case "entry":
+		if c.given["audit-rate"] {
+			return errors.New("--audit-rate is a setting of --adaptive-rule budget")
+		}
+	default:
+		return fmt.Errorf("--adaptive-rule %q: want budget or entry", c.adaptiveRule)
+	}
+	if !(c.auditRate > 0 && c.auditRate < 1) {
+		return fmt.Errorf("--audit-rate %v: want a probability in (0, 1), e.g. 0.01", c.auditRate)
+	}
 	if c.judgeWorkers <= 0 {
 		return fmt.Errorf("--judge-workers %d: must be > 0", c.judgeWorkers)
 	}
@@ -392,7 +413,7 @@ func (c *serveConfig) validatePolicy() error {
 }
 
 // adaptiveFlags are the flags of --policy adaptive only.
-var adaptiveFlags = []string{"max-error-rate", "similarity-floor", "min-observations", "judge", "judge-threshold",
+var adaptiveFlags = []string{"max-error-rate", "similarity-floor", "min-observations", "adaptive-rule", "audit-rate", "judge", "judge-threshold",
 	"judge-grey-band", "judge-llm-url", "judge-llm-model", "judge-workers", "policy-seed"}
 
 // guardSet builds the meaning-flip guards of --guards and --guard-tokens;
@@ -444,6 +465,7 @@ func (c *serveConfig) policyConfig(emb semantic.Embedder) (semantic.Policy, sema
 	return semantic.PolicyAdaptive, semantic.AdaptiveConfig{
 		MaxErrorRate: c.maxErrorRate, MinObservations: c.minObs, Floor: c.floor,
 		Seed: uint64(c.policySeed), Judge: judge, JudgeWorkers: c.judgeWorkers,
+		Rule: semantic.Allocation(c.adaptiveRule), Audit: c.auditRate,
 	}
 }
 

@@ -100,6 +100,11 @@ func TestParseServeRejects(t *testing.T) {
 		{"floor zero", []string{"--policy", "adaptive", "--similarity-floor", "0"}, nil, "--similarity-floor"},
 		{"min observations zero", []string{"--policy", "adaptive", "--min-observations", "0"}, nil, "--min-observations"},
 		{"unknown judge", []string{"--policy", "adaptive", "--judge", "vibes"}, nil, "--judge"},
+		{"unknown adaptive rule", []string{"--policy", "adaptive", "--adaptive-rule", "global"}, nil, "--adaptive-rule"},
+		{"min observations under budget", []string{"--policy", "adaptive", "--min-observations", "3"}, nil, "--min-observations is a setting of --adaptive-rule entry"},
+		{"audit rate under entry", []string{"--policy", "adaptive", "--adaptive-rule", "entry", "--audit-rate", "0.1"}, nil, "--audit-rate is a setting of --adaptive-rule budget"},
+		{"audit rate 1", []string{"--policy", "adaptive", "--audit-rate", "1"}, nil, "--audit-rate"},
+		{"adaptive rule under static", []string{"--adaptive-rule", "budget"}, nil, "--adaptive-rule applies only to --policy adaptive"},
 		{"embedding judge without threshold", []string{"--policy", "adaptive", "--judge", "embedding"}, nil, "--judge-threshold"},
 		{"llm judge with exact judge", []string{"--policy", "adaptive", "--judge-llm-url", "http://127.0.0.1:1/v1/chat/completions"}, nil, "--judge embedding"},
 		{"llm judge without model", []string{"--policy", "adaptive", "--judge", "embedding", "--judge-threshold", "0.9", "--judge-llm-url", "http://127.0.0.1:1/v1/chat/completions"}, nil, "--judge-llm-model"},
@@ -117,6 +122,30 @@ func TestParseServeRejects(t *testing.T) {
 				t.Errorf("err = %v, want one mentioning %q", err, tc.mention)
 			}
 		})
+	}
+}
+
+// TestAdaptiveRuleFlags: the adaptive policy's rule and its settings reach
+// the cache configuration; budget is the default.
+func TestAdaptiveRuleFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args  []string
+		rule  semantic.Allocation
+		audit float64
+		minOb int
+	}{
+		{[]string{"--policy", "adaptive"}, semantic.RuleBudget, 0.01, 4},
+		{[]string{"--policy", "adaptive", "--audit-rate", "0.05"}, semantic.RuleBudget, 0.05, 4},
+		{[]string{"--policy", "adaptive", "--adaptive-rule", "entry", "--min-observations", "2"}, semantic.RuleEntry, 0.01, 2},
+	} {
+		c, err := parseServe(tc.args, env(nil), &bytes.Buffer{})
+		if err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		policy, a := c.policyConfig(nil)
+		if policy != semantic.PolicyAdaptive || a.Rule != tc.rule || a.Audit != tc.audit || a.MinObservations != tc.minOb {
+			t.Errorf("%v: policy %s, rule %s, audit %v, min observations %d", tc.args, policy, a.Rule, a.Audit, a.MinObservations)
+		}
 	}
 }
 

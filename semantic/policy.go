@@ -21,9 +21,9 @@ const (
 	// PolicyStatic serves a neighbour whose cosine similarity reaches
 	// Config.Threshold (the default).
 	PolicyStatic Policy = "static"
-	// PolicyAdaptive learns, per entry, where its answer is right, and
-	// serves so that at most AdaptiveConfig.MaxErrorRate of the requests
-	// get a wrong cached answer (see AdaptiveConfig).
+	// PolicyAdaptive learns from verified answers where neighbours are
+	// right, and serves so that at most AdaptiveConfig.MaxErrorRate of the
+	// requests get a wrong cached answer (see AdaptiveConfig).
 	PolicyAdaptive Policy = "adaptive"
 )
 

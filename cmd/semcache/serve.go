@@ -194,7 +194,7 @@ func parseServe(args []string, getenv func(string) string, help io.Writer) (serv
 	intFlag(fs, &c.hnswEfRuntime, "hnsw-ef-runtime", 64, "HNSW EF_RUNTIME: candidate list size at query")
 	durationFlag(fs, &c.simLatency, "sim-latency", 300*time.Millisecond, "simulated upstream: time to first token")
 	durationFlag(fs, &c.simPerToken, "sim-per-token-latency", 10*time.Millisecond, "simulated upstream: time per completion token")
-	fs.StringVar(&c.policy, "policy", "static", "semantic-hit policy: static (serve neighbours at or above --threshold) or adaptive (learn per entry where it may serve, within --max-error-rate; README \"Error-bounded serving\")")
+	fs.StringVar(&c.policy, "policy", "static", "semantic-hit policy: static (serve neighbours at or above --threshold) or adaptive (learn from verified answers where it may serve, within --max-error-rate; README \"Error-bounded serving\")")
 	floatFlag(fs, &c.maxErrorRate, "max-error-rate", 0.01, "adaptive policy: δ, the largest fraction of requests that may get a wrong cached answer, in (0, 1)")
 	floatFlag(fs, &c.floor, "similarity-floor", 0.5, "adaptive policy: cosine similarity in (0, 1] below which a neighbour is never served nor explored")
 	fs.StringVar(&c.adaptiveRule, "adaptive-rule", "budget", "adaptive policy: budget (learn one threshold from all verdicts, spend δ on the likeliest-right neighbours) or entry (vCache: per-entry fits and exploration probabilities)")

@@ -1,6 +1,8 @@
 package semantic_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"math"
 	"sync/atomic"
@@ -99,6 +101,39 @@ func TestBudgetStrata(t *testing.T) {
 		nn, err := store.Search(t.Context(), id.Scope, []float32{0.8, 0.6, 0}, 1)
 		if err != nil || len(nn) != 1 || nn[0].ID != r.Key {
 			t.Errorf("nearest to the near vector = %+v, %v; want the explored request's entry %s", nn, err, r.Key)
+		}
+	})
+}
+
+// brokenJudge fails every verification.
+type brokenJudge struct{}
+
+func (brokenJudge) Judge(context.Context, semantic.JudgeInput) (bool, error) {
+	return false, errors.New("judge unreachable")
+}
+
+// TestBudgetJudgeFailureIsWrong: under RuleBudget too a failed judge is a
+// wrong verdict, never a right one, so a cache whose judge is down never
+// learns to serve.
+func TestBudgetJudgeFailureIsWrong(t *testing.T) {
+	forStateBackends(t, func(t *testing.T, b stateBackend) {
+		store := b.open(t)
+		c := adaptiveCache(t, store, func(a *semantic.AdaptiveConfig) {
+			a.Rule, a.MaxErrorRate, a.Judge = semantic.RuleBudget, 0.05, brokenJudge{}
+		})
+		var calls atomic.Int32
+		up := answering(answerParis, &calls)
+		mustDo(t, c, promptBase, semantic.Options{}, up)
+		for i, p := range budgetPrompts {
+			if r := mustDo(t, c, p, semantic.Options{}, up); r.Outcome == semantic.Hit {
+				t.Fatalf("request %d served (%s) with every verdict a judge error", i, r.Tier)
+			}
+		}
+		right, wrong := c.BudgetVerdicts()
+		s := c.Snapshot(t.Context())
+		if right != [3]float64{} || wrong[semantic.StratumAgree]+wrong[semantic.StratumAlone] != float64(len(budgetPrompts)) ||
+			s.JudgeErrors != int64(len(budgetPrompts)) || s.VerifiedWrong != s.JudgeErrors {
+			t.Errorf("verdicts right %v wrong %v, judge errors %d, wrong %d; want every one wrong", right, wrong, s.JudgeErrors, s.VerifiedWrong)
 		}
 	})
 }

@@ -180,15 +180,22 @@ func grepLines(text, sub string) []string {
 	return out
 }
 
-// TestAdaptiveStreamExploration: a streamed request whose neighbour is
-// young is explored too: relayed from upstream with X-Semcache-Explore, and
-// verified against the cached answer once the stream is complete.
-func TestAdaptiveStreamExploration(t *testing.T) { forEachBackend(t, testAdaptiveStreamExploration) }
+// TestAdaptiveStreamExploration: under either rule, a streamed request
+// whose neighbour has no verdicts yet is explored too: relayed from
+// upstream with X-Semcache-Explore, and verified against the cached answer
+// once the stream is complete.
+func TestAdaptiveStreamExploration(t *testing.T) {
+	for _, rule := range []semantic.Allocation{semantic.RuleBudget, semantic.RuleEntry} {
+		t.Run(string(rule), func(t *testing.T) {
+			forEachBackend(t, func(t *testing.T) { testAdaptiveStreamExploration(t, rule) })
+		})
+	}
+}
 
-func testAdaptiveStreamExploration(t *testing.T) {
+func testAdaptiveStreamExploration(t *testing.T, rule semantic.Allocation) {
 	p := newProxyWith(t, newUpstream(t, nil), nil, func(c *semantic.Config) {
 		c.Policy = semantic.PolicyAdaptive
-		c.Adaptive = semantic.AdaptiveConfig{Seed: 5, Judge: &semantic.AnswerJudge{}, Rule: semantic.RuleEntry}
+		c.Adaptive = semantic.AdaptiveConfig{Seed: 5, Judge: &semantic.AnswerJudge{}, Rule: rule}
 	})
 	p.post(t, "sk-a", chat("m", "", "user", question))
 	r := p.post(t, "sk-a", chat("m", `"stream":true`, "user", paraphrase))

@@ -287,6 +287,10 @@ func (o adaptiveOptions) validate() error {
 		return usageErrorf("--floor must be a cosine similarity in (0, 1], got %v", o.Floor)
 	case o.Rule != string(semantic.RuleBudget) && o.Rule != string(semantic.RuleEntry):
 		return usageErrorf("--adaptive-rule must be budget or entry, got %q", o.Rule)
+	case o.Rule == string(semantic.RuleBudget) && o.given["min-observations"]:
+		return usageErrorf("--min-observations is a setting of --adaptive-rule entry")
+	case o.Rule == string(semantic.RuleEntry) && o.given["audit-rate"]:
+		return usageErrorf("--audit-rate is a setting of --adaptive-rule budget")
 	case !(o.Audit > 0 && o.Audit < 1):
 		return usageErrorf("--audit-rate must be a probability in (0, 1), got %v", o.Audit)
 	case o.Workers < 1:

@@ -243,7 +243,8 @@ func (b *budget) thresholds(delta float64) [strata]float64 {
 	for k, c := range cut {
 		out[k] = math.NaN()
 		if c < b.bins {
-			out[k] = b.floor + budgetBinWidth*float64(c)
+			// Rounded to 10⁻⁶ so that 0.5 + 21·0.02 reads 0.92.
+			out[k] = math.Round((b.floor+budgetBinWidth*float64(c))*1e6) / 1e6
 		}
 	}
 	return out

@@ -197,7 +197,7 @@ func parseServe(args []string, getenv func(string) string, help io.Writer) (serv
 	fs.StringVar(&c.policy, "policy", "static", "semantic-hit policy: static (serve neighbours at or above --threshold) or adaptive (learn from verified answers where it may serve, within --max-error-rate; README \"Error-bounded serving\")")
 	floatFlag(fs, &c.maxErrorRate, "max-error-rate", 0.01, "adaptive policy: δ, the largest fraction of requests that may get a wrong cached answer, in (0, 1)")
 	floatFlag(fs, &c.floor, "similarity-floor", 0.5, "adaptive policy: cosine similarity in (0, 1] below which a neighbour is never served nor explored")
-	fs.StringVar(&c.adaptiveRule, "adaptive-rule", "budget", "adaptive policy: budget (learn one threshold from all verdicts, spend δ on the likeliest-right neighbours) or entry (vCache: per-entry fits and exploration probabilities)")
+	fs.StringVar(&c.adaptiveRule, "adaptive-rule", "budget", "adaptive policy: budget (learn from all verdicts, per similarity and what the second neighbour says, and serve the likeliest-right neighbours first) or entry (vCache: per-entry fits and exploration probabilities)")
 	floatFlag(fs, &c.auditRate, "audit-rate", 0.01, "--adaptive-rule budget: probability in (0, 1) of verifying a neighbour that would be served, so the learned threshold keeps being checked")
 	intFlag(fs, &c.minObs, "min-observations", 4, "--adaptive-rule entry: verified observations an entry needs before it is ever served")
 	fs.StringVar(&c.judge, "judge", "exact", "adaptive policy: how explored answers are verified: exact (normalised answers equal) or embedding (then answer similarity >= --judge-threshold, LLM judge in the grey band when --judge-llm-url is set)")
@@ -206,7 +206,7 @@ func parseServe(args []string, getenv func(string) string, help io.Writer) (serv
 	fs.StringVar(&c.judgeLLMURL, "judge-llm-url", "", "--judge embedding: OpenAI-compatible chat-completions URL of the LLM judge for the grey band (key from SEMCACHE_JUDGE_LLM_API_KEY)")
 	fs.StringVar(&c.judgeLLMModel, "judge-llm-model", "", "model of the LLM judge")
 	intFlag(fs, &c.judgeWorkers, "judge-workers", 2, "adaptive policy: goroutines verifying explored answers")
-	int64Flag(fs, &c.policySeed, "policy-seed", 0, "adaptive policy: seed of the exploration draws; 0 means random")
+	int64Flag(fs, &c.policySeed, "policy-seed", 0, "adaptive policy: seed of the exploration and audit draws; 0 means random")
 	fs.StringVar(&c.guards, "guards", "negation", "meaning-flip guards refusing semantic hits: none, or a comma list of negation and numbers (docs/guards.md)")
 	fs.StringVar(&c.guardTokens, "guard-tokens", "", "extra guard words, comma-separated, that must be in both prompts or neither (e.g. monthly,yearly)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -393,8 +393,8 @@ func (c *serveConfig) validatePolicy() error {
 	}
 	switch c.judge {
 	case "exact":
-		if c.judgeThreshold != 0 || c.judgeLLMURL != "" {
-			return errors.New("--judge-threshold and --judge-llm-url need --judge embedding")
+		if c.judgeThreshold != 0 || c.judgeGreyBand != 0 || c.judgeLLMURL != "" || c.judgeLLMModel != "" {
+			return errors.New("--judge-threshold, --judge-grey-band, --judge-llm-url and --judge-llm-model need --judge embedding")
 		}
 	case "embedding":
 		if !(c.judgeThreshold > 0 && c.judgeThreshold <= 1) {

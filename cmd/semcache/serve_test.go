@@ -107,6 +107,8 @@ func TestParseServeRejects(t *testing.T) {
 		{"adaptive rule under static", []string{"--adaptive-rule", "budget"}, nil, "--adaptive-rule applies only to --policy adaptive"},
 		{"embedding judge without threshold", []string{"--policy", "adaptive", "--judge", "embedding"}, nil, "--judge-threshold"},
 		{"llm judge with exact judge", []string{"--policy", "adaptive", "--judge-llm-url", "http://127.0.0.1:1/v1/chat/completions"}, nil, "--judge embedding"},
+		{"grey band with exact judge", []string{"--policy", "adaptive", "--judge-grey-band", "0.1"}, nil, "--judge embedding"},
+		{"llm model with exact judge", []string{"--policy", "adaptive", "--judge-llm-model", "gpt-4o-mini"}, nil, "--judge embedding"},
 		{"llm judge without model", []string{"--policy", "adaptive", "--judge", "embedding", "--judge-threshold", "0.9", "--judge-llm-url", "http://127.0.0.1:1/v1/chat/completions"}, nil, "--judge-llm-model"},
 		{"grey band above threshold", []string{"--policy", "adaptive", "--judge", "embedding", "--judge-threshold", "0.3", "--judge-grey-band", "0.5"}, nil, "--judge-grey-band"},
 		{"adaptive flag under static", []string{"--max-error-rate", "0.02"}, nil, "--max-error-rate applies only to --policy adaptive"},

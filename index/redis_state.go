@@ -129,3 +129,56 @@ func (r *Redis) Fit(ctx context.Context, key string) (fit []byte, ok bool, err e
 	}
 	return []byte(s), true, nil
 }
+
+// The adaptive policy's budget rule (semantic.RuleBudget) keeps its verdict
+// counts, shared by every process using the same Prefix, in one HASH under
+// Prefix + "adaptive:verdicts": one integer field per verdict kind (the
+// field names are the caller's). It has no TTL (a verdict stays true as
+// long as the embedder, whose fingerprint the index pins, stays); Flush
+// deletes it with every other key under Prefix.
+
+func (r *Redis) verdictsKey() string { return r.cfg.Prefix + "adaptive:verdicts" }
+
+// AddVerdict adds 1 to the shared count under field and returns every
+// count, the new one included, read in the same transaction (MULTI/EXEC),
+// so concurrent calls from several processes never lose a verdict. An
+// empty field returns an error naming it; a failed command returns a
+// wrapped error (ErrUnavailable while the circuit breaker is open). It is
+// safe for concurrent use.
+func (r *Redis) AddVerdict(ctx context.Context, field string) (map[string]int64, error) {
+	if field == "" {
+		return nil, errors.New("index: AddVerdict: field is empty")
+	}
+	var all *redis.MapStringStringCmd
+	_, err := r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HIncrBy(ctx, r.verdictsKey(), field, 1)
+		all = p.HGetAll(ctx, r.verdictsKey())
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("redis verdicts: %w", err)
+	}
+	return parseCounts(all.Val())
+}
+
+// Verdicts returns every shared verdict count (empty when none was added).
+// A failed command returns a wrapped error. It is safe for concurrent use.
+func (r *Redis) Verdicts(ctx context.Context) (map[string]int64, error) {
+	all, err := r.rdb.HGetAll(ctx, r.verdictsKey()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis verdicts: %w", err)
+	}
+	return parseCounts(all)
+}
+
+func parseCounts(m map[string]string) (map[string]int64, error) {
+	out := make(map[string]int64, len(m))
+	for k, v := range m {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("redis verdicts: field %q: %w", k, err)
+		}
+		out[k] = n
+	}
+	return out, nil
+}

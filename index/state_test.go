@@ -3,6 +3,7 @@ package index
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -552,4 +553,48 @@ func TestMemoryStateLeavesWithEntry(t *testing.T) {
 	}
 	tsSet(t, m, "swept", nil)
 	wantFresh(t, m, "swept")
+}
+
+// TestRedisVerdicts: the budget rule's shared counts add up across clients
+// (two processes), concurrent adds lose nothing, the hash has no TTL, an
+// empty field is refused and Flush forgets them.
+func TestRedisVerdicts(t *testing.T) {
+	ctx := context.Background()
+	srv := startTagRedis(t)
+	a, b := newTagRedis(t, srv), newTagRedis(t, srv)
+	if got, err := a.Verdicts(ctx); err != nil || len(got) != 0 {
+		t.Fatalf("Verdicts of a new database = %v, %v; want none", got, err)
+	}
+	if got, err := a.AddVerdict(ctx, "agree/0.86/r"); err != nil || !maps.Equal(got, map[string]int64{"agree/0.86/r": 1}) {
+		t.Fatalf("first AddVerdict = %v, %v", got, err)
+	}
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Go(func() {
+			c := []*Redis{a, b}[i%2]
+			if _, err := c.AddVerdict(ctx, "agree/0.86/r"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	got, err := b.AddVerdict(ctx, "alone/0.70/w")
+	if err != nil || !maps.Equal(got, map[string]int64{"agree/0.86/r": 21, "alone/0.70/w": 1}) {
+		t.Errorf("after 21 + 1 verdicts from two clients: %v, %v", got, err)
+	}
+	opts, _ := redis.ParseURL(srv.URL())
+	raw := redis.NewClient(opts)
+	t.Cleanup(func() { raw.Close() })
+	if d := raw.PTTL(ctx, "semcache:adaptive:verdicts").Val(); d != -1 {
+		t.Errorf("PTTL of the verdicts hash = %v, want -1 (none)", d)
+	}
+	if _, err := a.AddVerdict(ctx, ""); err == nil || !strings.Contains(err.Error(), "field") {
+		t.Errorf("AddVerdict(\"\") = %v, want an error naming the field", err)
+	}
+	if _, err := a.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.Verdicts(ctx); err != nil || len(got) != 0 {
+		t.Errorf("Verdicts after Flush = %v, %v; want none", got, err)
+	}
 }

@@ -113,13 +113,18 @@ func (c *Cache) DeleteNamespace(ctx context.Context, tenant, namespace string) (
 
 // Flush deletes all of this cache's entries (see Flusher) and returns the
 // store's count. It returns an error wrapping ErrUnsupported when the store
-// is not a Flusher. The counters in Stats are kept.
+// is not a Flusher. The counters in Stats are kept. Under RuleBudget the
+// verdicts learned are forgotten too (in Redis the shared counts go with
+// every other key under the prefix), so the cache learns anew.
 func (c *Cache) Flush(ctx context.Context) (int, error) {
 	f, ok := c.store.(Flusher)
 	if !ok {
 		return 0, fmt.Errorf("flush: %w", ErrUnsupported)
 	}
 	n, err := f.Flush(ctx)
+	if a := c.adaptive; a != nil && a.budget != nil {
+		a.budget.load(nil)
+	}
 	if err != nil {
 		return n, fmt.Errorf("flush: %w", err)
 	}

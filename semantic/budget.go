@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 )
 
@@ -86,6 +88,16 @@ const (
 	strata
 )
 
+// parseStratum is the inverse of Stratum.String.
+func parseStratum(s string) (Stratum, bool) {
+	for k := range strata {
+		if k.String() == s {
+			return k, true
+		}
+	}
+	return 0, false
+}
+
 // String returns "alone", "agree" or "disagree".
 func (k Stratum) String() string {
 	switch k {
@@ -150,6 +162,51 @@ func (b *budget) record(k Stratum, s float64, right bool) {
 		b.wrong[k][b.bin(s)]++
 	}
 	b.refit(k)
+}
+
+// field names the shared count (see verdictStore) of verdicts on a
+// neighbour of stratum k at similarity s: "<stratum>/<lowest similarity of
+// its bin, 2 decimals>/<r or w>", e.g. "agree/0.86/r".
+func (b *budget) field(k Stratum, s float64, right bool) string {
+	v := "w"
+	if right {
+		v = "r"
+	}
+	return fmt.Sprintf("%s/%.2f/%s", k, b.floor+budgetBinWidth*float64(b.bin(s)), v)
+}
+
+// load replaces the verdict counts by the shared ones (fields as made by
+// field; a field of another form, or below the floor, is ignored) and
+// refits every stratum.
+func (b *budget) load(counts map[string]int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for k := range strata {
+		clear(b.right[k])
+		clear(b.wrong[k])
+	}
+	for f, n := range counts {
+		parts := strings.Split(f, "/")
+		if len(parts) != 3 || n <= 0 {
+			continue
+		}
+		k, ok := parseStratum(parts[0])
+		lower, err := strconv.ParseFloat(parts[1], 64)
+		if !ok || err != nil || lower < b.floor-1e-9 || lower > 1 {
+			continue
+		}
+		i := b.bin(lower + budgetBinWidth/2)
+		switch parts[2] {
+		case "r":
+			b.right[k][i] += float64(n)
+		case "w":
+			b.wrong[k][i] += float64(n)
+		}
+	}
+	for k := range strata {
+		b.q[k], b.n[k], b.blk[k] = b.rates(k)
+	}
+	b.sortOrder()
 }
 
 // refit recomputes the rates of stratum k and the serving order. The

@@ -137,3 +137,45 @@ func TestBudgetJudgeFailureIsWrong(t *testing.T) {
 		}
 	})
 }
+
+// TestBudgetSharedVerdicts: on Redis the verdicts are shared, so a second
+// cache on the same database (a replica, or the process after a restart)
+// serves from its first request what the first cache learned; on the
+// memory backend each cache learns for itself. Flush forgets them on both.
+func TestBudgetSharedVerdicts(t *testing.T) {
+	forStateBackends(t, func(t *testing.T, b stateBackend) {
+		first := budgetCache(t, b.open(t), 0.05)
+		var calls atomic.Int32
+		up := answering(answerParis, &calls)
+		mustDo(t, first, promptBase, semantic.Options{}, up)
+		served := false
+		for _, p := range budgetPrompts[:50] {
+			if r := mustDo(t, first, p, semantic.Options{}, up); r.Outcome == semantic.Hit {
+				served = true
+				break
+			}
+		}
+		if !served {
+			t.Fatal("the first cache never learned to serve")
+		}
+		// A few more verdicts (a stricter bound explores), so that the
+		// second cache, whose lookup counts start afresh, is past the
+		// edge too.
+		for _, p := range budgetPrompts[50:58] {
+			if r := mustDo(t, first, p, semantic.Options{MaxErrorRate: 0.001}, up); !r.Explored {
+				t.Fatalf("δ 0.001: %s, want explored", r.Outcome)
+			}
+		}
+		second := budgetCache(t, b.reopen(t), 0.05)
+		r := mustDo(t, second, budgetPrompts[59], semantic.Options{}, up)
+		if shared := b.name == "redis"; (r.Outcome == semantic.Hit) != shared {
+			t.Errorf("%s: the second cache's first near request: %s explored %v; want served: %v", b.name, r.Outcome, r.Explored, shared)
+		}
+		if _, err := second.Flush(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if right, wrong := second.BudgetVerdicts(); right != [3]float64{} || wrong != [3]float64{} {
+			t.Errorf("after Flush: verdicts right %v wrong %v, want none", right, wrong)
+		}
+	})
+}

@@ -154,6 +154,19 @@ func New(cfg Config, emb Embedder, store Store) (*Cache, error) {
 			return nil, err
 		}
 		c.adaptive = a
+		if a.shared != nil {
+			// Resume from the verdicts every process has shared so far; a
+			// store that cannot answer now leaves the cache to learn anew.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			counts, err := a.shared.Verdicts(ctx)
+			cancel()
+			if err != nil {
+				c.stats.LookupErrors.Add(1)
+				c.faults.warn("read shared verdicts failed; learning anew", "err", err)
+			} else {
+				a.budget.load(counts)
+			}
+		}
 		a.startJudges(c)
 	default:
 		return nil, fmt.Errorf("semantic: Policy %q: want static or adaptive", cfg.Policy)

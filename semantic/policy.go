@@ -114,9 +114,11 @@ const (
 	// confidence bound of the resulting error rate is at most δ (see
 	// budget.served). A neighbour elsewhere is explored: its request goes
 	// upstream anyway, so the verdict costs only the judge. A neighbour
-	// that would be served is explored with probability Audit. The state
-	// lives in the process: each replica learns from its own traffic, and
-	// a restart starts again from "serve nothing semantic".
+	// that would be served is explored with probability Audit. With a
+	// store that shares verdict counts (index.Redis: AddVerdict, Verdicts)
+	// the verdicts are pooled by every process using it and read back at
+	// New, so a restart resumes; the lookup counts are per process. With
+	// index.Memory everything is per process.
 	RuleBudget Allocation = "budget"
 	// RuleEntry is vCache's rule: per entry, explore with probability τ̂
 	// from the entry's own fit (ExploreProbability); the observations and
@@ -133,12 +135,23 @@ type stateStore interface {
 	Fit(ctx context.Context, key string) ([]byte, bool, error)
 }
 
+// verdictStore is what RuleBudget uses of a Store that shares its verdict
+// counts between processes (index.Redis has it): the counts are named by
+// budget.field.
+type verdictStore interface {
+	AddVerdict(ctx context.Context, field string) (map[string]int64, error)
+	Verdicts(ctx context.Context) (map[string]int64, error)
+}
+
 // adaptive is the running state of PolicyAdaptive.
 type adaptive struct {
 	cfg   AdaptiveConfig
 	state stateStore
-	// budget is the RuleBudget state (nil under RuleEntry).
+	// budget is the RuleBudget state (nil under RuleEntry), and shared
+	// the store keeping its verdict counts for every process (nil when the
+	// store keeps none: the counts are then this process's own).
 	budget *budget
+	shared verdictStore
 
 	rmu sync.Mutex
 	rng *rand.Rand
@@ -221,6 +234,7 @@ func newAdaptive(cfg AdaptiveConfig, store Store) (*adaptive, error) {
 	a.base, a.cancelBase = context.WithCancel(context.Background())
 	if cfg.Rule == RuleBudget {
 		a.budget = newBudget(cfg.Floor)
+		a.shared, _ = store.(verdictStore)
 	}
 	return a, nil
 }
@@ -361,6 +375,15 @@ func (c *Cache) settle(v verification) {
 	if a.budget != nil {
 		// RuleBudget learns from the verdict alone: the fresh answer was
 		// stored with its vector at the miss.
+		if a.shared != nil {
+			counts, err := a.shared.AddVerdict(ctx, a.budget.field(v.stratum, v.similarity, right))
+			if err == nil {
+				a.budget.load(counts) // every process's verdicts, this one's included
+				return
+			}
+			c.stats.StoreErrors.Add(1)
+			c.faults.warn("record shared verdict failed; kept in this process", "err", err)
+		}
 		a.budget.record(v.stratum, v.similarity, right)
 		return
 	}

@@ -113,6 +113,12 @@ func TestBudgetCountDecays(t *testing.T) {
 	if !near(b.seen[StratumAgree][20], k) || !near(b.requests, k+1) || !near(b.pseudo, budgetPrior*k*k) {
 		t.Errorf("after two lookups: seen %v, requests %v, pseudo %v", b.seen[StratumAgree][20], b.requests, b.pseudo)
 	}
+	// Counts nobody adds to go to 0 instead of into subnormal floats.
+	b.seen[StratumAgree][3], b.pseudo = 1e-300, 1e-300
+	b.count(StratumAgree, 0.91)
+	if b.seen[StratumAgree][3] != 0 || b.pseudo != 0 || !near(b.seen[StratumAgree][20], k*k+1) {
+		t.Errorf("tiny counts: seen %v, pseudo %v, want 0 (and bin 20 at %v: %v)", b.seen[StratumAgree][3], b.pseudo, k*k+1, b.seen[StratumAgree][20])
+	}
 	if got := b.bin(1); got != 24 {
 		t.Errorf("bin(1) = %d, want the top bin", got)
 	}

@@ -12,9 +12,9 @@ import (
 // In Redis, an entry's verification state lives outside its vector hash, so
 // that writing it never re-indexes the vector: the observations are a LIST
 // under Prefix + "o:" + key and the fit a STRING under Prefix + "f:" + key.
-// Both are given the exact entry's remaining TTL when written, by a script
-// that reads it with PTTL in the same atomic step, so they expire in the
-// same millisecond as the entry. Set (replacing an entry), Delete and
+// Both are given the exact entry's expiry when written, by a script that
+// reads it (PEXPIRETIME, or PTTL on servers before Redis 7) in the same
+// atomic step, so they expire in the same millisecond as the entry. Set (replacing an entry), Delete and
 // DeleteTag delete them with the entry in one transaction; Flush deletes
 // them with every other key under Prefix. Like the entry's own keys, they
 // carry no Redis Cluster hash tag: they follow the entry's key naming.
@@ -33,12 +33,24 @@ if ttl == -2 or ttl == 0 then return false end
 redis.call('RPUSH', KEYS[2], ARGV[1])
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
 if ttl > 0 then
-  redis.call('PEXPIRE', KEYS[2], ttl)
+  ` + expireLikeEntry + `
 else
   redis.call('PERSIST', KEYS[2])
 end
 return redis.call('LRANGE', KEYS[2], 0, -1)
 `)
+
+// expireLikeEntry (a Lua fragment; ttl holds KEYS[1]'s PTTL, > 0) gives
+// KEYS[2] the absolute expiry of KEYS[1], read with PEXPIRETIME (Redis 7),
+// so both expire in the same millisecond: a relative PEXPIRE of the PTTL
+// read a moment earlier can land one millisecond later. A server without
+// PEXPIRETIME gets that PEXPIRE.
+const expireLikeEntry = `local at = redis.pcall('PEXPIRETIME', KEYS[1])
+  if type(at) == 'number' and at > 0 then
+    redis.call('PEXPIREAT', KEYS[2], at)
+  else
+    redis.call('PEXPIRE', KEYS[2], ttl)
+  end`
 
 // setFitScript sets KEYS[2] to ARGV[1] with the remaining TTL of the entry
 // KEYS[1] and returns 1; it returns 0 and writes nothing when KEYS[1] is
@@ -46,10 +58,9 @@ return redis.call('LRANGE', KEYS[2], 0, -1)
 var setFitScript = redis.NewScript(`
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl == -2 or ttl == 0 then return 0 end
+redis.call('SET', KEYS[2], ARGV[1])
 if ttl > 0 then
-  redis.call('SET', KEYS[2], ARGV[1], 'PX', ttl)
-else
-  redis.call('SET', KEYS[2], ARGV[1])
+  ` + expireLikeEntry + `
 end
 return 1
 `)

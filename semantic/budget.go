@@ -117,14 +117,8 @@ func newBudget(floor float64) *budget {
 	for k := range strata {
 		b.seen[k], b.right[k], b.wrong[k] = make([]float64, bins), make([]float64, bins), make([]float64, bins)
 		b.weights[k] = make([]float64, bins)
-		b.q[k], b.n[k], b.blk[k] = b.rates(k)
 	}
-	for k := range strata {
-		for i := range bins {
-			b.order = append(b.order, cell{k, i})
-		}
-	}
-	b.sortOrder()
+	b.refit()
 	return b
 }
 
@@ -174,7 +168,7 @@ func (b *budget) record(k Stratum, s float64, right bool) {
 	} else {
 		b.wrong[k][b.bin(s)]++
 	}
-	b.refit(k)
+	b.refit()
 }
 
 // field names the shared count (see verdictStore) of verdicts on a
@@ -216,21 +210,22 @@ func (b *budget) load(counts map[string]int64) {
 			b.wrong[k][i] += float64(n)
 		}
 	}
+	b.refit()
+}
+
+// refit recomputes the rates of every stratum and puts b.order in serving
+// order. The caller holds b.mu (or owns b).
+func (b *budget) refit() {
 	for k := range strata {
 		b.q[k], b.n[k], b.blk[k] = b.rates(k)
 	}
-	b.sortOrder()
-}
-
-// refit recomputes the rates of stratum k and the serving order. The
-// caller holds b.mu.
-func (b *budget) refit(k Stratum) {
-	b.q[k], b.n[k], b.blk[k] = b.rates(k)
-	b.sortOrder()
-}
-
-// sortOrder puts b.order in serving order. The caller holds b.mu.
-func (b *budget) sortOrder() {
+	if b.order == nil {
+		for k := range strata {
+			for i := range b.bins {
+				b.order = append(b.order, cell{k, i})
+			}
+		}
+	}
 	// Increasing wrong rate; ties: the closer bin first. Within a
 	// stratum, where q does not increase with similarity, this is from
 	// the top bin down.

@@ -59,9 +59,7 @@ func TestBudgetServed(t *testing.T) {
 	b.wrong[StratumAgree][15] = 9
 	// Disagree: 0.90 right 19 of 19.
 	b.right[StratumDisagree][20] = 19
-	for k := range strata {
-		b.refit(k)
-	}
+	b.refit()
 	b.seen[StratumAgree][24] = 10
 	b.seen[StratumDisagree][20] = 10
 
@@ -136,8 +134,8 @@ func BenchmarkBudgetServes(b *testing.B) {
 			bu.right[k][i], bu.wrong[k][i] = float64(i*3), float64(bu.bins-i)
 			bu.seen[k][i] = 2
 		}
-		bu.refit(k)
 	}
+	bu.refit()
 	bu.requests = 100
 	for b.Loop() {
 		bu.count(StratumAgree, 0.81)

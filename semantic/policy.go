@@ -93,9 +93,8 @@ type AdaptiveConfig struct {
 	Rule Allocation
 	// Audit is, under RuleBudget, the probability in (0, 1) of exploring a
 	// neighbour that would be served, so that the wrong rate where the
-	// cache serves keeps being measured. 0 means 0.01 (benchmarks/
-	// RESULTS.md: 0.05 cost BANKING77 about 5% of its hits, 0.01 about
-	// 1%).
+	// cache serves keeps being measured. 0 means 0.01: each audit turns a
+	// would-be hit into a miss, so the rate is the share of hits it costs.
 	Audit float64
 }
 

@@ -260,7 +260,7 @@ func testBudgetRuleEndToEnd(t *testing.T) {
 	})
 	explored, hits := 0, 0
 	for i := range 80 {
-		r := p.post(t, "sk-a", chat("m", "", "user", fmt.Sprintf("How do I reset my password, please? (case %d)", i)))
+		r := p.post(t, "sk-a", chat("m", "", "user", fmt.Sprintf("How do I reset my password, please (case %d)?", i)))
 		p.cache.Drain()
 		if string(r.body) != faqAnswer {
 			t.Fatalf("request %d: body %s", i, r.body)

@@ -33,6 +33,11 @@ const (
 	// HeaderExplore, on responses, is "1" on a miss of the adaptive policy
 	// that had a neighbour it chose to verify instead of serving.
 	HeaderExplore = "X-Semcache-Explore"
+	// HeaderRefused, on a miss, names why the best neighbour at or above
+	// the threshold was not served: a guard (negation, number, literal,
+	// opposite, roles, token:<word>) or the comparison (context,
+	// template). Absent when no neighbour reached the threshold.
+	HeaderRefused = "X-Semcache-Refused"
 	// HeaderRule, on responses, names the TTL rule that matched the prompt
 	// (docs/ttl-rules.md).
 	HeaderRule = "X-Semcache-Rule"

@@ -151,7 +151,7 @@ func newCacheCollector(cache *semantic.Cache) *cacheCollector {
 		entries: desc("entries",
 			"Live cache entries, counted at scrape time."),
 		guardRefusals: desc("guard_refusals_total",
-			"Semantic neighbours refused by the meaning-flip guards (--guards), by reason (negation, number, token).",
+			"Semantic neighbours at or above the threshold that were refused, by reason (negation, number, literal, opposite, roles, token, context, template).",
 			"reason"),
 		explorations: desc("explorations_total",
 			"Adaptive policy: misses that had a neighbour the policy chose to verify instead of serving."),
@@ -207,9 +207,9 @@ func (cc *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(cc.evictions, evictions)
 	expired, _ := cc.cache.Expired()
 	counter(cc.expired, expired)
-	counter(cc.guardRefusals, s.GuardNegation.Load(), "negation")
-	counter(cc.guardRefusals, s.GuardNumber.Load(), "number")
-	counter(cc.guardRefusals, s.GuardToken.Load(), "token")
+	for _, reason := range semantic.RefusalReasons {
+		counter(cc.guardRefusals, s.Refused(reason), reason)
+	}
 	counter(cc.explorations, s.Explorations.Load())
 	counter(cc.verdicts, s.VerifiedRight.Load(), "right")
 	counter(cc.verdicts, s.VerifiedWrong.Load(), "wrong")

@@ -320,6 +320,9 @@ func (s *Server) setCacheHeaders(h http.Header, res semantic.Result, ctl control
 	if ctl.maxErrorAsked {
 		h.Set(HeaderMaxError, strconv.FormatFloat(s.cache.MaxErrorRate(ctl.opts.MaxErrorRate), 'f', -1, 64))
 	}
+	if res.Outcome == semantic.Miss && res.Refused != "" {
+		h.Set(HeaderRefused, res.Refused)
+	}
 	if res.Explored {
 		h.Set(HeaderExplore, "1")
 		h.Set(HeaderSimilarity, strconv.FormatFloat(res.Similarity, 'f', 4, 64))

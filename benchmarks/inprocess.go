@@ -182,7 +182,7 @@ func startInProcess(ctx context.Context, p proxyOptions, logw io.Writer) (_ *inP
 		}
 		ip.store, store = m, m
 	}
-	guards, err := semantic.NewGuards(semantic.GuardsConfig{}) // serve's default: --guards negation
+	guards, err := semantic.NewGuards(semantic.DefaultGuardsConfig()) // serve's default --guards
 	if err != nil {
 		return nil, err
 	}
@@ -210,7 +210,7 @@ func startInProcess(ctx context.Context, p proxyOptions, logw io.Writer) (_ *inP
 		Embedder:      emb.Fingerprint(),
 		Threshold:     p.Threshold,
 		Backend:       p.Backend,
-		Guards:        "negation",
+		Guards:        semantic.DefaultGuardKinds,
 		TTLRules:      "default",
 	}
 	return ip, nil

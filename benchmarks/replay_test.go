@@ -19,6 +19,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/semcache/semcache/index/redistest"
+	"github.com/semcache/semcache/semantic"
 )
 
 // fakeProxy mimics the semcache proxy in front of the simulated upstream:
@@ -362,7 +363,7 @@ func checkInProcessReplay(t *testing.T, rep *ReplayReport) {
 		t.Errorf("lowest semantic similarity %v, want one in [0.87, 1]", optRate(s, "nil"))
 	}
 	if rep.Proxy == nil || rep.Proxy.Threshold != 0.87 || rep.Proxy.Embedder != "local:lexical-v1:384" ||
-		rep.Proxy.Guards != "negation" || rep.Proxy.TTLRules != "default" {
+		rep.Proxy.Guards != semantic.DefaultGuardKinds || rep.Proxy.TTLRules != "default" {
 		t.Errorf("proxy settings %+v", rep.Proxy)
 	}
 }

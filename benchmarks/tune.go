@@ -266,6 +266,9 @@ type outcome struct {
 	// says why.
 	Guarded     bool
 	GuardReason string
+	// Unguarded is Sim before applyGuards lowered it to the similarity of
+	// the parts that differ under a shared template.
+	Unguarded float64
 }
 
 const tuneUsage = `usage: semcache bench tune --warm FILE --queries FILE [flags]
@@ -324,7 +327,7 @@ func runTuneCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.Float64Var(&o.TargetPrecision, "target-precision", 0.99, "precision the recommended threshold must reach, in (0, 1]")
 	fs.StringVar(&o.Out, "out", "", "optional `DIR` for tune.csv, tune.json and tune.png (created if missing)")
 	fs.BoolVar(&o.Guards, "guards", false, "refuse nearest neighbours that the meaning-flip guards flag (negation, numbers): they count as misses at every threshold")
-	fs.StringVar(&o.GuardKinds, "guard-kinds", "negation,numbers", "with --guards: which guards, a comma list of negation and numbers")
+	fs.StringVar(&o.GuardKinds, "guard-kinds", semantic.DefaultGuardKinds, "with --guards: which guards, a comma list of "+semantic.GuardKindNames+" (default: serve's)")
 	fs.StringVar(&o.OOSLabel, "oos-label", "", "optional label of out-of-scope queries (e.g. NO_NODES_DETECTED); any hit for them is wrong (intents)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), tuneUsage)
@@ -587,7 +590,7 @@ func runTune(ctx context.Context, o tuneOptions, emb embedder) (*TuneReport, err
 	outs := judge(data.Warm, data.Queries, nn, data.OOSLabel)
 	var flagged int
 	if o.Guards {
-		if flagged, err = applyGuards(outs, data.Warm, data.Queries, nn, o.GuardKinds); err != nil {
+		if flagged, err = applyGuards(ctx, emb, outs, data.Warm, data.Queries, nn, o.GuardKinds); err != nil {
 			return nil, err
 		}
 	}
@@ -919,29 +922,23 @@ func judge(warm, queries []Example, nn []neighbour, oosLabel string) []outcome {
 	return out
 }
 
-// benchGuardsConfig returns the guards of --guards for --guard-kinds: the
-// default negation list and/or the number guard, no extra tokens.
+// benchGuardsConfig returns the guards of --guards for --guard-kinds (see
+// semantic.ParseGuardKinds; "" means semantic.DefaultGuardKinds).
 func benchGuardsConfig(kinds string) (semantic.GuardsConfig, error) {
-	cfg := semantic.GuardsConfig{Negations: []string{}}
-	if kinds == "" {
-		kinds = "negation,numbers"
-	}
-	for _, k := range strings.Split(kinds, ",") {
-		switch strings.TrimSpace(k) {
-		case "negation":
-			cfg.Negations = nil // the default list
-		case "numbers":
-			cfg.Numbers = true
-		default:
-			return cfg, fmt.Errorf("--guard-kinds %q: want a comma list of negation and numbers", kinds)
-		}
+	cfg, _, err := semantic.ParseGuardKinds(cmp.Or(kinds, semantic.DefaultGuardKinds))
+	if err != nil {
+		return cfg, fmt.Errorf("--guard-kinds %q: want a comma list of %s", kinds, semantic.GuardKindNames)
 	}
 	return cfg, nil
 }
 
-// applyGuards marks the outcomes whose query text and nearest warm text the
-// guards of --guard-kinds flag, and returns how many it marked.
-func applyGuards(outs []outcome, warm, queries []Example, nn []neighbour, kinds string) (int, error) {
+// applyGuards decides every query against its nearest warm text as the
+// cache does (semantic.Comparator with the guards of --guard-kinds, both
+// texts normalised as exact keys are): a refused query is marked Guarded,
+// and when the texts share a template the query's Sim becomes the lower
+// of its own and that of the parts that differ, since the cache needs
+// both at or above the threshold. It returns how many it marked.
+func applyGuards(ctx context.Context, emb embedder, outs []outcome, warm, queries []Example, nn []neighbour, kinds string) (int, error) {
 	cfg, err := benchGuardsConfig(kinds)
 	if err != nil {
 		return 0, err
@@ -950,10 +947,21 @@ func applyGuards(outs []outcome, warm, queries []Example, nn []neighbour, kinds 
 	if err != nil {
 		return 0, err
 	}
+	c, err := semantic.NewComparator(g, emb)
+	if err != nil {
+		return 0, err
+	}
+	var norm semantic.Normalization
 	n := 0
 	for i := range outs {
-		if reason, flipped := g.Flip(queries[i].Text, warm[nn[i].Index].Text); flipped {
-			outs[i].Guarded, outs[i].GuardReason = true, reason
+		outs[i].Unguarded = outs[i].Sim
+		v, err := c.Compare(ctx, norm.Normalize(queries[i].Text), norm.Normalize(warm[nn[i].Index].Text), outs[i].Sim, -1)
+		if err != nil {
+			return 0, err
+		}
+		outs[i].Sim = min(outs[i].Sim, v.Similarity)
+		if v.Refused != "" {
+			outs[i].Guarded, outs[i].GuardReason = true, v.Refused
 			n++
 		}
 	}
@@ -963,17 +971,14 @@ func applyGuards(outs []outcome, warm, queries []Example, nn []neighbour, kinds 
 // guardsEffect compares the hits at the recommended row's threshold with
 // and without the guards' marks on outs. It leaves Flagged to the caller.
 func guardsEffect(outs []outcome, row *TuneRow, kinds string) *GuardsEffect {
-	if kinds == "" {
-		kinds = "negation,numbers"
-	}
-	e := &GuardsEffect{Config: kinds}
+	e := &GuardsEffect{Config: cmp.Or(kinds, semantic.DefaultGuardKinds)}
 	if row == nil {
 		return e
 	}
 	e.Threshold = row.Threshold
 	unguarded := make([]outcome, len(outs))
 	for i, q := range outs {
-		q.Guarded = false
+		q.Guarded, q.Sim = false, q.Unguarded
 		unguarded[i] = q
 	}
 	ths := []float64{row.Threshold}

@@ -89,10 +89,16 @@ type Config struct {
 	// Adaptive configures PolicyAdaptive; ignored otherwise.
 	Adaptive AdaptiveConfig
 	// Guards, when set, refuses semantic neighbours whose prompt differs
-	// from the request's in negation, numbers or configured words (see
-	// Guards.Flip), under either policy; each refusal is counted by reason
-	// in Stats and the next neighbour is tried. nil means no guards.
+	// from the request's in negation, literals, opposites, roles or
+	// configured words (see Guards.Flip), under either policy. nil means
+	// no guards; DefaultGuardsConfig is what `semcache serve` uses. It is
+	// used by the default Comparer and ignored when Compare is set.
 	Guards *Guards
+	// Compare decides whether a neighbour at or above the threshold may
+	// answer (see Comparer), under either policy; each refusal is counted
+	// by reason in Stats and the next neighbour is tried. nil means
+	// NewComparator(Guards, the cache's embedder).
+	Compare Comparer
 }
 
 // similarityTolerance absorbs float32 rounding in dot products of unit
@@ -144,6 +150,13 @@ func New(cfg Config, emb Embedder, store Store) (*Cache, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Compare == nil {
+		cmp, err := NewComparator(cfg.Guards, emb)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Compare = cmp
 	}
 	c := &Cache{cfg: cfg, emb: emb, store: store, faults: newFaultLog(cfg.Logger, cfg.Now)}
 	switch cfg.Policy {
@@ -266,6 +279,11 @@ type Result struct {
 	// chose not to serve: the answer came from upstream and the neighbour's
 	// answer is being verified against it (the X-Semcache-Explore header).
 	Explored bool
+	// Refused is, on a miss whose best neighbour at or above the
+	// threshold was refused by the Comparer, the reason (the
+	// X-Semcache-Refused header): a Flip* reason, RefusedContext or
+	// RefusedTemplate; "" otherwise.
+	Refused string
 	// explore carries what the verification needs from the lookup to the
 	// store.
 	explore *exploration
@@ -427,7 +445,7 @@ func (c *Cache) lookupOrFetch(ctx context.Context, id Identity, o Options, fetch
 		c.stats.UpstreamErrors.Add(1)
 	}
 	r := Result{Outcome: Miss, Key: id.Key, Upstream: up}
-	r.Explored, r.Similarity, r.explore = lookup.Explored, lookup.Similarity, lookup.explore
+	r.Explored, r.Similarity, r.explore, r.Refused = lookup.Explored, lookup.Similarity, lookup.explore, lookup.Refused
 	r.Stored, _ = c.settleMiss(ctx, r, id, o, up, nil, vec)
 	return r, nil
 }
@@ -530,6 +548,7 @@ func (c *Cache) semantic(ctx context.Context, id Identity, o Options) ([]float32
 	if c.adaptive != nil && c.adaptive.budget != nil {
 		defer func() { c.adaptive.budget.count(stratum, cand) }()
 	}
+	refused := "" // why the best neighbour at or above the threshold was refused
 	for j, n := range nn {
 		sim := float64(n.Similarity)
 		if !accept(sim, threshold) {
@@ -539,12 +558,20 @@ func (c *Cache) semantic(ctx context.Context, id Identity, o Options) ([]float32
 		if !ok {
 			continue // expired between search and get
 		}
-		if c.cfg.Guards != nil {
-			if reason, flipped := c.cfg.Guards.Flip(id.Normalized, r.prompt); flipped {
-				c.stats.countGuard(reason)
-				continue
-			}
+		v, err := c.cfg.Compare.Compare(ctx, id.Normalized, r.prompt, sim, threshold)
+		if err != nil {
+			c.stats.LookupErrors.Add(1)
+			c.faults.warn("compare neighbour failed", "err", err)
+			return vec, Result{Refused: refused}, false
 		}
+		if v.Refused != "" {
+			c.stats.countGuard(v.Refused)
+			if refused == "" {
+				refused = v.Refused
+			}
+			continue
+		}
+		sim = v.Similarity
 		if c.adaptive != nil {
 			cand = sim
 			if c.adaptive.budget != nil {
@@ -561,7 +588,7 @@ func (c *Cache) semantic(ctx context.Context, id Identity, o Options) ([]float32
 		r.Similarity = sim
 		return vec, r, true
 	}
-	return vec, Result{}, false
+	return vec, Result{Refused: refused}, false
 }
 
 // stratum classifies the lookup whose nearest servable neighbour answered

@@ -32,6 +32,9 @@ var DefaultNegations = []string{
 const (
 	FlipNegation = "negation"
 	FlipNumber   = "number"
+	FlipLiteral  = "literal"
+	FlipOpposite = "opposite"
+	FlipRoles    = "roles"
 	flipToken    = "token:"
 )
 
@@ -51,11 +54,80 @@ type GuardsConfig struct {
 	// leading zeros and trailing decimal zeros ("1.50" == "1.5") are
 	// dropped. Digit runs inside words count ("4g" has the number 4).
 	Numbers bool
+	// Literals turns on the literal guard, which includes the number
+	// guard: besides numbers (and spelled-out numbers: "two", "dozen"),
+	// the multisets of the texts' literals must be equal, compared byte
+	// for byte: fenced and inline code, URLs (data: URLs included),
+	// e-mail addresses (case-folded), quoted strings and case-sensitive
+	// tokens (identifiers with underscores or mixed case, letter-digit
+	// strings of 6 or more characters, base64-like runs). See docs/guards.md.
+	Literals bool
+	// Opposites turns on the opposite-word guard: for each pair of
+	// OppositePairs and ExtraOpposites, two texts that both use a word of
+	// the pair must use the same words of it ("enable 2FA" vs "disable
+	// 2FA" is refused; "turn on" vs "activate" is not). Words match on
+	// their stems ("enabled" is "enable").
+	Opposites bool
+	// OppositePairs is the opposite list; nil means DefaultOpposites.
+	OppositePairs [][2]string
+	// ExtraOpposites are pairs added to OppositePairs (--guard-opposites).
+	// Each word must be exactly one word.
+	ExtraOpposites [][2]string
+	// Roles turns on the swapped-roles guard: texts whose connectors
+	// (from, to, into, vs, versus, than, over) are followed by each
+	// other's words ("from London to Paris" vs "from Paris to London")
+	// are refused.
+	Roles bool
 	// Extra are single words that change the answer (e.g. "monthly",
 	// "yearly", "delete"): each must be present in both texts or in
 	// neither. Normalised like Negations; an entry that is not exactly one
 	// word is an error.
 	Extra []string
+}
+
+// DefaultGuardsConfig is the configuration `semcache serve` uses unless
+// told otherwise: every guard on (negation with DefaultNegations,
+// literals including numbers, opposites with DefaultOpposites, swapped
+// roles). Its cost on BANKING77 and CLINC150 and what it removes on the
+// labelled pair set are in benchmarks/RESULTS.md ("Guards at the default
+// settings").
+func DefaultGuardsConfig() GuardsConfig {
+	return GuardsConfig{Numbers: true, Literals: true, Opposites: true, Roles: true}
+}
+
+// DefaultGuardKinds is DefaultGuardsConfig as a ParseGuardKinds list: the
+// default of `semcache serve --guards`.
+const DefaultGuardKinds = "negation,literals,opposites,roles"
+
+// GuardKindNames lists the kinds ParseGuardKinds accepts, for messages.
+const GuardKindNames = "negation, numbers, literals, opposites and roles"
+
+// ParseGuardKinds returns the GuardsConfig of a comma list of guard kinds
+// (negation, numbers, literals, opposites, roles; "none" for none) and
+// whether any guard is on. An unknown kind is an error wrapping
+// ErrGuardsConfig.
+func ParseGuardKinds(list string) (GuardsConfig, bool, error) {
+	cfg := GuardsConfig{Negations: []string{}}
+	if list == "none" {
+		return cfg, false, nil
+	}
+	for _, k := range strings.Split(list, ",") {
+		switch strings.TrimSpace(k) {
+		case "negation":
+			cfg.Negations = nil // the default list
+		case "numbers":
+			cfg.Numbers = true
+		case "literals":
+			cfg.Literals = true
+		case "opposites":
+			cfg.Opposites = true
+		case "roles":
+			cfg.Roles = true
+		default:
+			return cfg, false, fmt.Errorf("%w: guard kind %q: want none or a comma list of %s", ErrGuardsConfig, k, GuardKindNames)
+		}
+	}
+	return cfg, true, nil
 }
 
 // Guards refuses semantic hits whose query and cached prompt differ in a
@@ -65,6 +137,9 @@ type Guards struct {
 	negations map[string]bool
 	suffixNT  bool // "n't" is a negation: every word ending in n't counts
 	numbers   bool
+	literals  bool
+	opposites opposites // nil when the opposite guard is off
+	roles     bool
 	extra     []string // normalised, in config order, without duplicates
 }
 
@@ -74,7 +149,21 @@ func NewGuards(cfg GuardsConfig) (*Guards, error) {
 	if negs == nil {
 		negs = DefaultNegations
 	}
-	g := &Guards{negations: make(map[string]bool, len(negs)), numbers: cfg.Numbers}
+	g := &Guards{negations: make(map[string]bool, len(negs)), numbers: cfg.Numbers || cfg.Literals,
+		literals: cfg.Literals, roles: cfg.Roles}
+	if cfg.Opposites {
+		pairs := cfg.OppositePairs
+		if pairs == nil {
+			pairs = DefaultOpposites
+		}
+		o, err := compileOpposites(append(slices.Clip(pairs), cfg.ExtraOpposites...))
+		if err != nil {
+			return nil, fmt.Errorf("%w: opposite pair: %v", ErrGuardsConfig, err)
+		}
+		g.opposites = o
+	} else if len(cfg.ExtraOpposites) > 0 {
+		return nil, fmt.Errorf("%w: ExtraOpposites need Opposites on", ErrGuardsConfig)
+	}
 	for _, n := range negs {
 		w, err := oneWord(n)
 		if err != nil {
@@ -115,12 +204,37 @@ func oneWord(s string) (string, error) {
 // flip against "I can". Flip is symmetric in its arguments.
 func (g *Guards) Flip(query, cached string) (reason string, flipped bool) {
 	q, c := guardNormalize(query), guardNormalize(cached)
-	qw, cw := guardWords(q), guardWords(c)
+	// The roles guard reads every word (identifiers such as MySQL are
+	// what gets swapped); negation and opposites read the prose only when
+	// the literal guard covers the rest ("file not found" in quotes).
+	allQ, allC := guardWords(q), guardWords(c)
+	qw, cw := allQ, allC
+	if g.literals {
+		qw, cw = guardWords(guardNormalize(maskLiterals(query))), guardWords(guardNormalize(maskLiterals(cached)))
+	}
 	if len(g.negations) > 0 && g.negated(qw) != g.negated(cw) {
 		return FlipNegation, true
 	}
-	if g.numbers && !slices.Equal(guardNumbers(q), guardNumbers(c)) {
+	if g.literals {
+		ql, cl := textLiterals(query), textLiterals(cached)
+		if !slices.Equal(ql.numbers, cl.numbers) {
+			return FlipNumber, true
+		}
+		if !slices.Equal(ql.spans, cl.spans) {
+			return FlipLiteral, true
+		}
+	} else if g.numbers && !slices.Equal(guardNumbers(q), guardNumbers(c)) {
 		return FlipNumber, true
+	}
+	if g.opposites != nil {
+		if _, ok := g.opposites.flip(stems(qw), stems(cw)); ok {
+			return FlipOpposite, true
+		}
+	}
+	if g.roles {
+		if _, ok := swapped(allQ, allC); ok {
+			return FlipRoles, true
+		}
 	}
 	for _, e := range g.extra {
 		if slices.Contains(qw, e) != slices.Contains(cw, e) {
@@ -242,8 +356,15 @@ func guardNumbers(s string) []string {
 		if n == "" {
 			n = "0"
 		}
-		if f := strings.TrimRight(frac.String(), "0"); f != "" {
+		// Decimal digits are kept as written: "3.10" and "3.1" are
+		// different versions, and a miss is the safe side.
+		if f := frac.String(); f != "" {
 			n += "." + f
+		}
+		if cur == "" && suffix == "" {
+			if u := followingUnit(rs, end); u != "" {
+				suffix = " " + u
+			}
 		}
 		out = append(out, sign+cur+n+suffix)
 	}

@@ -40,7 +40,7 @@ func TestGuardsFlip(t *testing.T) {
 		{"paraphrase", all, "How do I cancel my card?", "How can I cancel my card?", ""},
 		{"amount", all, "transfer 100 dollars", "transfer 200 dollars", FlipNumber},
 		{"thousands separator", all, "send 1,000 euros", "send 1000 euros", ""},
-		{"decimal", all, "rate 1.5", "rate 1.50", ""},
+		{"decimal digits as written", all, "rate 1.5", "rate 1.50", FlipNumber},
 		{"decimal differs", all, "rate 1.5", "rate 15", FlipNumber},
 		{"percent space", all, "10% off", "10 % off", ""},
 		{"percent word", all, "10 percent off", "10% off", ""},
@@ -84,9 +84,10 @@ func TestGuardNumbers(t *testing.T) {
 	}{
 		{"1,000,000 and 007", []string{"1000000", "7"}},
 		{"1,5", []string{"1", "5"}},
-		{"$ 3.10 or 3%", []string{"$3.1", "3%"}},
+		{"$ 3.10 or 3%", []string{"$3.10", "3%"}},
 		{"-2 - 4", []string{"-2", "4"}},
-		{"version 2.0", []string{"2"}},
+		{"version 2.0", []string{"2.0"}},
+		{"5 kg and 5 lbs, 3 eggs", []string{"3 eggs", "5 kg", "5 lb"}},
 		{"no digits", nil},
 	}
 	for _, tt := range tests {

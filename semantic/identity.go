@@ -9,12 +9,10 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"unicode"
-
-	"golang.org/x/text/unicode/norm"
 )
 
 // ErrBadRequest is wrapped by every error that Identify returns for a
@@ -139,34 +137,63 @@ var paramKinds = map[string]jsonKinds{
 // reported is always the same one.
 var paramNames = slices.Sorted(maps.Keys(paramKinds))
 
-// Normalization selects how the last user message is normalised before it
-// becomes part of the exact key. The zero value is the default: Unicode NFC,
-// lower-case, runs of white space collapsed to one space and trimmed. The
-// embedder always sees the original text; normalisation only decides which
-// prompts share an exact-tier entry.
+// Normalization selects how the last user message becomes the exact key
+// and the text the semantic tier compares. The zero value is the default:
+//
+//   - the message is split into a question and its context (a template, a
+//     retrieved document) as split describes; the context becomes part of
+//     the scope, the question is what is embedded and compared;
+//   - prose is normalised: Unicode NFC, lower case, runs of white space
+//     collapsed to one space and trimmed. Literals are kept byte for byte:
+//     fenced and inline code, URLs (data: URLs too), e-mail addresses,
+//     quoted strings and case-sensitive tokens (see isCaseSensitiveToken),
+//     since case and spacing change their meaning.
+//
+// The embedder sees the question as sent; normalisation only decides
+// which prompts share an exact-tier entry and what the guards compare.
 type Normalization struct {
-	// SkipNFC leaves the text in its original Unicode normal form.
+	// SkipNFC leaves prose in its original Unicode normal form.
 	SkipNFC bool
-	// KeepCase leaves letter case as sent.
+	// KeepCase leaves the letter case of prose as sent.
 	KeepCase bool
-	// KeepSpace leaves white space as sent (no collapsing, no trimming).
+	// KeepSpace leaves the white space of prose as sent (no collapsing,
+	// no trimming).
 	KeepSpace bool
+	// Question, when set, names the question inside the last user message:
+	// the text its group named "question" matches is embedded and
+	// compared, and the rest of the message becomes part of the scope
+	// (`semcache serve --question-pattern`). When it does not match (or
+	// its group is empty), the automatic split applies. Set it with
+	// CompileQuestionPattern, which checks the group.
+	Question *regexp.Regexp
+	// WholeMessage turns the automatic split off: without a matching
+	// Question pattern the whole message is the question
+	// (`--split-context off`).
+	WholeMessage bool
 }
 
-// Normalize returns s normalised as n says. It is a pure function and safe
-// for concurrent use.
-func (n Normalization) Normalize(s string) string {
-	if !n.SkipNFC {
-		s = norm.NFC.String(s)
+// ErrQuestionPattern is returned by CompileQuestionPattern for a pattern
+// that does not compile or has no group named "question".
+var ErrQuestionPattern = errors.New("invalid question pattern")
+
+// CompileQuestionPattern compiles an operator's question pattern (RE2
+// syntax, see regexp/syntax) for Normalization.Question. It must hold a
+// group named "question", e.g. `(?s)Customer question:\s*(?P<question>.+)`.
+func CompileQuestionPattern(expr string) (*regexp.Regexp, error) {
+	re, err := regexp.Compile(expr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrQuestionPattern, err)
 	}
-	if !n.KeepCase {
-		s = strings.ToLower(s)
+	if re.SubexpIndex("question") < 0 {
+		return nil, fmt.Errorf("%w: %q has no group named \"question\" ((?P<question>...))", ErrQuestionPattern, expr)
 	}
-	if !n.KeepSpace {
-		s = strings.Join(strings.FieldsFunc(s, unicode.IsSpace), " ")
-	}
-	return s
+	return re, nil
 }
+
+// Normalize returns the text s normalised as n says (literals kept, prose
+// normalised; no question split). It is a pure function and safe for
+// concurrent use.
+func (n Normalization) Normalize(s string) string { return n.normalizeProse(s) }
 
 // Identity is the cache identity of one chat-completion request, built by
 // Identify: the one place that decides who may see an entry. The same Scope
@@ -174,19 +201,25 @@ func (n Normalization) Normalize(s string) string {
 // query, so the two tiers can never disagree.
 type Identity struct {
 	// Scope is a hex SHA-256 (64 characters) over the canonical JSON of
-	// everything that changes the answer except the last user message's
-	// text: tenant, namespace, model, every parameter not in the ignored
-	// list, every earlier message, and the last message's other fields.
+	// everything that changes the answer except the question: tenant,
+	// namespace, model, every parameter not in the ignored list, every
+	// earlier message, the last message's other fields, and the context
+	// the question was split from (a template, a retrieved passage; see
+	// Normalization), normalised.
 	Scope string
 	// Key is the exact-tier key and the entry id: hex SHA-256 (64
-	// characters) of Scope and the normalised prompt. It is what the
+	// characters) of Scope and the normalised question. It is what the
 	// X-Semcache-Key response header shows.
 	Key string
-	// Prompt is the last user message's text as sent; it is what gets
-	// embedded. For content that is not plain text (images, audio) it is the
-	// canonical JSON of the content and Semantic is false.
+	// Prompt is the question of the last user message as sent (the whole
+	// message when it was not split); it is what gets embedded. For content
+	// that is not plain text (images, audio) it is the canonical JSON of
+	// the content and Semantic is false.
 	Prompt string
-	// Normalized is Prompt after Normalization, the text of the exact key.
+	// Normalized is Prompt after Normalization, the text of the exact key
+	// and what the Comparer compares. For content that is not plain text
+	// it is a prefix no text can produce and the canonical JSON of the
+	// content with only its text parts normalised.
 	Normalized string
 	// Semantic reports whether the semantic tier may be used: the last
 	// message is a user message whose content is text only. Requests with
@@ -281,9 +314,21 @@ func Identify(body []byte, tenant, namespace string, n Normalization) (Identity,
 	last := msgs[len(msgs)-1].(map[string]any)
 	rq.Cacheable = last["role"] == "user"
 	prompt, text := promptText(last["content"])
+	context := ""
+	if text {
+		if rq.Cacheable {
+			prompt, context = n.split(prompt)
+			context = n.normalizeProse(context)
+		}
+		id.Normalized = n.normalizeProse(prompt)
+	} else {
+		// Non-text content (images, audio, files) is hashed verbatim but
+		// for the prose of its text parts, under a prefix no text prompt
+		// can produce.
+		id.Normalized = partsPrefix + canonicalString(n.normalizeParts(last["content"]))
+	}
 	id.Prompt = prompt
 	id.Semantic = rq.Cacheable && text
-	id.Normalized = n.Normalize(prompt)
 
 	// The scope: every field but the ignored ones, with the last message's
 	// content removed (it is what the exact key and the embedding cover).
@@ -300,7 +345,8 @@ func Identify(body []byte, tenant, namespace string, n Normalization) (Identity,
 		}
 	}
 	scopeDoc := map[string]any{
-		"v":         1, // bump when the scope layout changes
+		"v":         2, // bump when the scope layout or the normalisation changes
+		"context":   context,
 		"tenant":    tenant,
 		"namespace": namespace,
 		"params":    params,
@@ -341,6 +387,34 @@ func promptText(content any) (string, bool) {
 	default:
 		return canonicalString(content), false
 	}
+}
+
+// partsPrefix starts the normalised text of non-text content; it holds a
+// NUL byte, which a JSON string can only hold escaped, so no text prompt
+// shares an exact key with content parts.
+const partsPrefix = "\x00parts\x00"
+
+// normalizeParts returns content with the text of its text parts
+// normalised and every other part (image_url, input_audio, file) as sent:
+// a URL or a base64 payload differing only in case is another image.
+func (n Normalization) normalizeParts(content any) any {
+	parts, ok := content.([]any)
+	if !ok {
+		return content
+	}
+	out := make([]any, len(parts))
+	for i, p := range parts {
+		obj, ok := p.(map[string]any)
+		t, isText := obj["text"].(string)
+		if !ok || obj["type"] != "text" || !isText {
+			out[i] = p
+			continue
+		}
+		c := maps.Clone(obj)
+		c["text"] = n.normalizeProse(t)
+		out[i] = c
+	}
+	return out
 }
 
 func canonicalString(v any) string {

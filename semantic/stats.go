@@ -3,6 +3,7 @@ package semantic
 import (
 	"context"
 	"math"
+	"strings"
 	"sync/atomic"
 
 	"github.com/semcache/semcache/index"
@@ -52,11 +53,11 @@ type Stats struct {
 	// without a pricing table.
 	UnpricedHits atomic.Int64
 
-	// GuardNegation, GuardNumber and GuardToken count semantic neighbours
-	// refused by the meaning-flip guards (Config.Guards), by reason.
-	GuardNegation atomic.Int64
-	GuardNumber   atomic.Int64
-	GuardToken    atomic.Int64
+	// Refusals counts semantic neighbours at or above the threshold that
+	// the Comparer refused, by reason: index i counts RefusalReasons[i]
+	// (a configured extra token counts as "token"). Read them by name
+	// with Refused.
+	Refusals [len(RefusalReasons)]atomic.Int64
 
 	// The counters below move under PolicyAdaptive only.
 
@@ -79,16 +80,32 @@ type Stats struct {
 	EstimatedErrorMicros atomic.Int64
 }
 
-// countGuard counts one guard refusal by its reason (see Guards.Flip).
+// RefusalReasons is the bounded set of refusal reasons, in the order of
+// Stats.Refusals: the label values of semcache_guard_refusals_total.
+var RefusalReasons = [...]string{FlipNegation, FlipNumber, FlipLiteral, FlipOpposite, FlipRoles, "token", RefusedContext, RefusedTemplate}
+
+// countGuard counts one refusal by its reason (see Comparer).
 func (s *Stats) countGuard(reason string) {
-	switch {
-	case reason == FlipNegation:
-		s.GuardNegation.Add(1)
-	case reason == FlipNumber:
-		s.GuardNumber.Add(1)
-	default:
-		s.GuardToken.Add(1)
+	if strings.HasPrefix(reason, flipToken) {
+		reason = "token"
 	}
+	for i, r := range RefusalReasons {
+		if r == reason {
+			s.Refusals[i].Add(1)
+			return
+		}
+	}
+	s.Refusals[5].Add(1) // an unknown reason of a custom Comparer: counted as a token
+}
+
+// Refused returns the refusals counted for reason (one of RefusalReasons).
+func (s *Stats) Refused(reason string) int64 {
+	for i, r := range RefusalReasons {
+		if r == reason {
+			return s.Refusals[i].Load()
+		}
+	}
+	return 0
 }
 
 // addEstimatedError adds a served hit's estimated probability of being
@@ -125,8 +142,8 @@ type Snapshot struct {
 	// bound (the memory backend's LRU); 0 on stores that do not report
 	// them (Redis: see INFO evicted_keys).
 	Evictions int64 `json:"evictions"`
-	// GuardRefusals counts neighbours refused by the meaning-flip guards,
-	// by reason: "negation", "number", "token".
+	// GuardRefusals counts neighbours at or above the threshold that were
+	// refused, by reason (see RefusalReasons).
 	GuardRefusals GuardRefusals `json:"guard_refusals"`
 	// Policy is "static" or "adaptive"; the fields below it are 0 under
 	// static.
@@ -153,12 +170,19 @@ type Snapshot struct {
 	LearnedThresholds map[string]*float64 `json:"learned_thresholds,omitempty"`
 }
 
-// GuardRefusals counts neighbours refused by the meaning-flip guards, by
-// reason (see Guards.Flip).
+// GuardRefusals counts neighbours at or above the threshold that were
+// refused, by reason: by the guards (see Guards.Flip) or by the
+// comparison (context: the text around the question changed; template:
+// the part that differs under a shared template is not similar enough).
 type GuardRefusals struct {
 	Negation int64 `json:"negation"`
 	Number   int64 `json:"number"`
+	Literal  int64 `json:"literal"`
+	Opposite int64 `json:"opposite"`
+	Roles    int64 `json:"roles"`
 	Token    int64 `json:"token"`
+	Context  int64 `json:"context"`
+	Template int64 `json:"template"`
 }
 
 // Snapshot copies the counters and counts the live entries.
@@ -179,9 +203,14 @@ func (c *Cache) Snapshot(ctx context.Context) Snapshot {
 		CostSavedUSD:          float64(s.CostSavedMicroUSD.Load()) / 1e6,
 		UnpricedHits:          s.UnpricedHits.Load(),
 		GuardRefusals: GuardRefusals{
-			Negation: s.GuardNegation.Load(),
-			Number:   s.GuardNumber.Load(),
-			Token:    s.GuardToken.Load(),
+			Negation: s.Refused(FlipNegation),
+			Number:   s.Refused(FlipNumber),
+			Literal:  s.Refused(FlipLiteral),
+			Opposite: s.Refused(FlipOpposite),
+			Roles:    s.Refused(FlipRoles),
+			Token:    s.Refused("token"),
+			Context:  s.Refused(RefusedContext),
+			Template: s.Refused(RefusedTemplate),
 		},
 		Policy:        string(c.Policy()),
 		Explorations:  s.Explorations.Load(),

@@ -42,7 +42,7 @@ func (c *Cache) Lookup(ctx context.Context, id Identity, o Options) (Result, []f
 			return lookup, vec, true
 		}
 	}
-	r := Result{Outcome: Miss, Key: id.Key, Explored: lookup.Explored, Similarity: lookup.Similarity, explore: lookup.explore}
+	r := Result{Outcome: Miss, Key: id.Key, Explored: lookup.Explored, Similarity: lookup.Similarity, explore: lookup.explore, Refused: lookup.Refused}
 	c.count(r)
 	c.stats.UpstreamCalls.Add(1)
 	return r, vec, false

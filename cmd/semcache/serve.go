@@ -92,6 +92,9 @@ type serveConfig struct {
 	policySeed     int64
 	guards         string
 	guardTokens    string
+	guardOpposites string
+	questionRegexp string
+	splitContext   string
 	// given holds the flags set on the command line or from the
 	// environment.
 	given map[string]bool
@@ -151,6 +154,9 @@ var envFlags = map[string]string{
 	"policy-seed":           "SEMCACHE_POLICY_SEED",
 	"guards":                "SEMCACHE_GUARDS",
 	"guard-tokens":          "SEMCACHE_GUARD_TOKENS",
+	"guard-opposites":       "SEMCACHE_GUARD_OPPOSITES",
+	"question-pattern":      "SEMCACHE_QUESTION_PATTERN",
+	"split-context":         "SEMCACHE_SPLIT_CONTEXT",
 }
 
 // parseServe parses flags, then fills unset flags from the environment
@@ -207,8 +213,11 @@ func parseServe(args []string, getenv func(string) string, help io.Writer) (serv
 	fs.StringVar(&c.judgeLLMModel, "judge-llm-model", "", "model of the LLM judge")
 	intFlag(fs, &c.judgeWorkers, "judge-workers", 2, "adaptive policy: goroutines verifying explored answers")
 	int64Flag(fs, &c.policySeed, "policy-seed", 0, "adaptive policy: seed of the exploration and audit draws; 0 means random")
-	fs.StringVar(&c.guards, "guards", "negation", "meaning-flip guards refusing semantic hits: none, or a comma list of negation and numbers (docs/guards.md)")
+	fs.StringVar(&c.guards, "guards", semantic.DefaultGuardKinds, "meaning-flip guards refusing semantic hits: none, or a comma list of "+semantic.GuardKindNames+" (docs/guards.md)")
 	fs.StringVar(&c.guardTokens, "guard-tokens", "", "extra guard words, comma-separated, that must be in both prompts or neither (e.g. monthly,yearly)")
+	fs.StringVar(&c.guardOpposites, "guard-opposites", "", "extra opposite pairs for the opposites guard, comma-separated word:word (e.g. hot:cold,import:export)")
+	fs.StringVar(&c.questionRegexp, "question-pattern", "", "RE2 `regexp` with a group named question: that part of the last user message is embedded and compared, the rest joins the scope")
+	fs.StringVar(&c.splitContext, "split-context", "auto", "split a labelled question or a last paragraph from its template or context: auto or off")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
 	if err := fs.Parse(args); err != nil {
@@ -416,22 +425,12 @@ func (c *serveConfig) validatePolicy() error {
 var adaptiveFlags = []string{"max-error-rate", "similarity-floor", "min-observations", "adaptive-rule", "audit-rate", "judge", "judge-threshold",
 	"judge-grey-band", "judge-llm-url", "judge-llm-model", "judge-workers", "policy-seed"}
 
-// guardSet builds the meaning-flip guards of --guards and --guard-tokens;
-// nil when both are off.
+// guardSet builds the meaning-flip guards of --guards, --guard-tokens and
+// --guard-opposites; nil when all are off.
 func (c *serveConfig) guardSet() (*semantic.Guards, error) {
-	cfg := semantic.GuardsConfig{Negations: []string{}}
-	on := false
-	if c.guards != "none" {
-		for _, g := range strings.Split(c.guards, ",") {
-			switch strings.TrimSpace(g) {
-			case "negation":
-				cfg.Negations, on = nil, true // nil: the default list
-			case "numbers":
-				cfg.Numbers, on = true, true
-			default:
-				return nil, fmt.Errorf("--guards %q: want none or a comma list of negation and numbers", c.guards)
-			}
-		}
+	cfg, on, err := semantic.ParseGuardKinds(c.guards)
+	if err != nil {
+		return nil, fmt.Errorf("--guards %q: want none or a comma list of %s", c.guards, semantic.GuardKindNames)
 	}
 	if c.guardTokens != "" {
 		for _, w := range strings.Split(c.guardTokens, ",") {
@@ -439,12 +438,24 @@ func (c *serveConfig) guardSet() (*semantic.Guards, error) {
 		}
 		on = true
 	}
+	if c.guardOpposites != "" {
+		if !cfg.Opposites {
+			return nil, fmt.Errorf("--guard-opposites needs opposites in --guards (now %q)", c.guards)
+		}
+		for _, p := range strings.Split(c.guardOpposites, ",") {
+			a, b, ok := strings.Cut(strings.TrimSpace(p), ":")
+			if !ok {
+				return nil, fmt.Errorf("--guard-opposites %q: pair %q: want word:word", c.guardOpposites, p)
+			}
+			cfg.ExtraOpposites = append(cfg.ExtraOpposites, [2]string{a, b})
+		}
+	}
 	if !on {
 		return nil, nil
 	}
 	g, err := semantic.NewGuards(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("--guards/--guard-tokens: %w", err)
+		return nil, fmt.Errorf("--guards/--guard-tokens/--guard-opposites: %w", err)
 	}
 	return g, nil
 }
@@ -512,6 +523,20 @@ func (c *serveConfig) pricingTable() (*semantic.Pricing, error) {
 
 func (c *serveConfig) normalization() (semantic.Normalization, error) {
 	n := semantic.Normalization{SkipNFC: true, KeepCase: true, KeepSpace: true}
+	switch c.splitContext {
+	case "auto":
+	case "off":
+		n.WholeMessage = true
+	default:
+		return n, fmt.Errorf("--split-context %q: want auto or off", c.splitContext)
+	}
+	if c.questionRegexp != "" {
+		re, err := semantic.CompileQuestionPattern(c.questionRegexp)
+		if err != nil {
+			return n, fmt.Errorf("--question-pattern: %w", err)
+		}
+		n.Question = re
+	}
 	if c.normalize == "none" {
 		return n, nil
 	}
@@ -692,7 +717,7 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func
 	log.Info("semcache listening", "addr", "http://"+ln.Addr().String(), "upstream", upstream,
 		"cache", cfg.enabled, "backend", cfg.backend, "index", cfg.indexKind,
 		"embedder", emb.Fingerprint(), decisionKey, decisionValue, "ttl", cfg.ttl,
-		"policy", cfg.policy, "max_error_rate", cache.MaxErrorRate(0), "guards", cfg.guards, "guard_tokens", cfg.guardTokens,
+		"policy", cfg.policy, "max_error_rate", cache.MaxErrorRate(0), "guards", cfg.guards, "guard_tokens", cfg.guardTokens, "split_context", cfg.splitContext, "question_pattern", cfg.questionRegexp != "",
 		"upstream_key_set", cfg.upstreamKey != "", "admin_endpoints", cfg.adminToken != "")
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()

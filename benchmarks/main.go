@@ -22,6 +22,7 @@ commands:
   adaptive replay labelled data under the adaptive policy and static thresholds; error vs requests
   replay   replay a query log through a semcache proxy (running on loopback, or in-process)
   load     bounded load of repeated, paraphrased and new prompts; throughput and latency
+  meaning  wrong hits and kept rewordings per class of a labelled pair set, at serve's defaults
 
 Run 'semcache bench <command> -h' for the flags of a command.
 `
@@ -52,6 +53,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		run = runReplayCommand
 	case "load":
 		run = runLoadCommand
+	case "meaning":
+		run = runMeaningCommand
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usageText)
 		return exitOK

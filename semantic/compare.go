@@ -55,11 +55,16 @@ type Verdict struct {
 //     other with text added is refused (RefusedContext when the shared
 //     part holds the question, else RefusedTemplate). Segments of
 //     pleasantries only ("Hi!", "Thanks.") do not count as a difference.
-//  3. The differing parts are embedded on their own with the same
+//  3. The differing parts, with what they still share at their start and
+//     end up to a structural boundary (a quote, a colon, a bracket, a line
+//     break) trimmed off, are embedded on their own with the same
 //     embedder, and their cosine similarity must reach the threshold
 //     (else RefusedTemplate); the guards then compare the differing parts.
-//  4. When nothing is shared, sim itself must reach the threshold and the
-//     guards compare the whole prompts.
+//  4. When no segment is shared but the prompts share at least 60 bytes
+//     and half of the shorter one up to such boundaries (a JSON or
+//     one-line template), step 3 applies to what is left.
+//  5. Otherwise sim itself must reach the threshold and the guards
+//     compare the whole prompts.
 //
 // A Comparator is immutable and safe for concurrent use.
 type Comparator struct {
@@ -92,6 +97,7 @@ func (c *Comparator) Compare(ctx context.Context, query, cached string, sim, thr
 	v := Verdict{Similarity: sim}
 	d := diffSegments(query, cached)
 	q, k := query, cached
+	differing := false
 	if d.shared {
 		switch {
 		case d.regions > 1 || d.questionShared:
@@ -103,7 +109,17 @@ func (c *Comparator) Compare(ctx context.Context, query, cached string, sim, thr
 			v.Refused = RefusedTemplate
 			return v, nil
 		}
-		vecs, err := c.emb.Embed(ctx, []string{d.query, d.cached})
+		q, k, differing = d.query, d.cached, true
+		if rq, rk, n := trimShared(q, k); n >= minTrimInSegment {
+			q, k = rq, rk
+		}
+	} else if rq, rk, n := trimShared(q, k); n >= minTrimWhole && 2*n >= min(len(q), len(k)) {
+		// One long segment shared around the question (a JSON or
+		// one-line template): compare what is left.
+		q, k, differing = rq, rk, true
+	}
+	if differing {
+		vecs, err := c.emb.Embed(ctx, []string{q, k})
 		if err == nil && len(vecs) != 2 {
 			err = fmt.Errorf("embedder returned %d vectors for 2 texts", len(vecs))
 		}
@@ -111,7 +127,6 @@ func (c *Comparator) Compare(ctx context.Context, query, cached string, sim, thr
 			return v, fmt.Errorf("embed differing parts: %w", err)
 		}
 		v.Similarity = cosine(vecs[0], vecs[1])
-		q, k = d.query, d.cached
 	}
 	if !accept(v.Similarity, threshold) {
 		v.Refused = RefusedTemplate
@@ -124,6 +139,70 @@ func (c *Comparator) Compare(ctx context.Context, query, cached string, sim, thr
 	}
 	return v, nil
 }
+
+// Shared stretches trimShared must find before the comparison looks at
+// what is left, in bytes: inside the differing segments of a template,
+// and in prompts that share no whole segment (a JSON or one-line
+// template, which must then also share at least half of the shorter).
+const (
+	minTrimInSegment = 20
+	minTrimWhole     = 60
+)
+
+// trimShared removes the longest common prefix and suffix of a and b that
+// end and start at a structural boundary (a line break, a quote, a colon,
+// a bracket or brace, a sentence's end), so that what is left are whole
+// values such as a JSON field's string or a tag's content. It returns the
+// remainders and how many bytes were removed from each; 0 when either
+// remainder would be empty.
+//
+// A cut never falls inside a literal (code, a quoted string, a URL): the
+// literal stays whole on both sides, for the guards to compare.
+func trimShared(a, b string) (ra, rb string, n int) {
+	sa, sb := literalSpans(a), literalSpans(b)
+	cp := 0
+	for cp < len(a) && cp < len(b) && a[cp] == b[cp] {
+		cp++
+	}
+	for cp > 0 && (!boundaryBefore(a, cp) || inSpan(sa, cp) || inSpan(sb, cp)) {
+		cp--
+	}
+	cs := 0
+	for cs < len(a)-cp && cs < len(b)-cp && a[len(a)-1-cs] == b[len(b)-1-cs] {
+		cs++
+	}
+	for cs > 0 && (!boundaryAt(a, len(a)-cs) || inSpan(sa, len(a)-cs) || inSpan(sb, len(b)-cs)) {
+		cs--
+	}
+	ra, rb = strings.TrimSpace(a[cp:len(a)-cs]), strings.TrimSpace(b[cp:len(b)-cs])
+	if ra == "" || rb == "" {
+		return a, b, 0
+	}
+	return ra, rb, cp + cs
+}
+
+// inSpan reports whether a cut at byte i falls strictly inside a span.
+func inSpan(spans []span, i int) bool {
+	for _, sp := range spans {
+		if sp.start < i && i < sp.end {
+			return true
+		}
+	}
+	return false
+}
+
+// isBoundary reports whether c ends or starts a structural unit.
+func isBoundary(c byte) bool { return strings.IndexByte("\n\"{}[]<>|:", c) >= 0 }
+
+// boundaryBefore reports whether a prefix of s of length i ends at a
+// boundary: after a boundary byte, or after a sentence's end and a space.
+func boundaryBefore(s string, i int) bool {
+	return isBoundary(s[i-1]) || (i >= 2 && s[i-1] == ' ' && strings.IndexByte(".?!:", s[i-2]) >= 0)
+}
+
+// boundaryAt reports whether a suffix of s starting at i starts at a
+// boundary byte.
+func boundaryAt(s string, i int) bool { return isBoundary(s[i]) }
 
 // cosine is the cosine similarity of a and b, in [-1, 1]; 0 when either is
 // zero or their lengths differ.

@@ -22,7 +22,8 @@ func TestLiteralSpans(t *testing.T) {
 		{"users' and admins' rights", nil},
 		{"call `getUser()` then ```\nX = 1\n```", []string{"`getUser()`", "```\nX = 1\n```"}},
 		{"ids user_id, getUserById, OAuth, a1b2c3 and SGVsbG8gV29ybGQh", []string{"user_id", "getUserById", "OAuth", "a1b2c3", "SGVsbG8gV29ybGQh"}},
-		{"prose words Hello PIN 2FA x86 stay prose", nil},
+		{"prose words Hello PIN 2FA x86 SSDs stay prose", nil},
+		{"list /home/ana/Documents and C:\\Users\\Ana\\x.txt, not and/or or 24/7", []string{"/home/ana/Documents", "C:\\Users\\Ana\\x.txt"}},
 	}
 	for _, tt := range tests {
 		var got []string
@@ -109,6 +110,19 @@ func TestGuardsDefault(t *testing.T) {
 		{"decode SGVsbG8gV29ybGQh", "decode sgvsbg8gv29ybgqh", FlipLiteral},
 		{"mail ann@example.com", "mail bob@example.com", FlipLiteral},
 		{"mail Ann@Example.com", "mail ann@example.com", ""},
+		{"claim for policy POL-77-3391-A", "claim for policy POL-77-3391-B", FlipLiteral},
+		{"claim for policy POL-77-3391-A", "claim for policy pol-77-3391-a", ""},
+		{"deliver on the twenty-first", "deliver on the twenty-second", FlipNumber},
+		{"Is the router compatible with fiber?", "Is the router incompatible with fiber?", FlipOpposite},
+		{"I was overcharged", "I was undercharged", FlipOpposite},
+		{"Can my landlord sue me?", "Can I sue my landlord?", FlipRoles},
+		{"Is the employee liable for damage to the company car?", "Is the company liable for damage to the employee's car?", FlipRoles},
+		{"Does the tenant pay the landlord's fees if the tenant loses?", "Does the landlord pay the tenant's fees if the landlord loses?", FlipRoles},
+		{"May I choose between Visa and Mastercard?", "May I choose between Mastercard and Visa?", ""},
+		{"looking forward to pay with my card", "looking forward to paying with my card", ""},
+		{"redirect HTTP to HTTPS", "redirect HTTPS to HTTP", FlipRoles},
+		{"deploy the code before running the migrations", "run the migrations before deploying the code", FlipRoles},
+		{"Is 2 GB bigger than 2 GiB?", "Is 2 GiB bigger than 2 GB?", FlipRoles},
 		{"WHAT ARE YOUR HOURS", "what are your hours", ""},
 	}
 	for _, tt := range tests {
@@ -248,6 +262,9 @@ func TestComparator(t *testing.T) {
 		{"a sentence added to the context", "Refunds take days. Where do I ask?", "Refunds take days. Gifts are final. Where do I ask?", RefusedContext},
 		{"pleasantries only", "Hi! Where do I ask?", "Hello team. Where do I ask? Thanks!", ""},
 		{"guards on the differing part", tmpl + "enable the alarm now", tmpl + "disable the alarm now", FlipOpposite},
+		{"one-line JSON template", `{"system": "` + strings.Repeat("be kind ", 10) + `", "question": "store insulin pens"}`,
+			`{"system": "` + strings.Repeat("be kind ", 10) + `", "question": "dispose of used needles"}`, RefusedTemplate},
+		{"code stays whole", "What does this print?\n```\nif x:\n    print(1)\n```", "What does this print?\n```\nif x:\nprint(1)\n```", FlipLiteral},
 	}
 	for _, tt := range tests {
 		v, err := c.Compare(context.Background(), tt.q, tt.k, 0.95, 0.5)

@@ -21,6 +21,7 @@ const (
 	spanEmail                      // an e-mail address
 	spanQuoted                     // "double", “typographic” or 'single' quoted text
 	spanToken                      // a case-sensitive token (see isCaseSensitiveToken)
+	spanPath                       // a file path: /home/ana/Documents, ~/x, C:\Users\Ana
 )
 
 // span is the byte range [start, end) of one literal in a text.
@@ -42,6 +43,14 @@ var (
 	// bracket and close only before the end, white space or punctuation,
 	// so the apostrophes of "don't" and "users'" never pair up.
 	reQuoted = regexp.MustCompile(`"[^"\n]{1,200}"|“[^”\n]{1,200}”|‘[^’\n]{1,200}’|(?:^|[\s(\[{:=,])('[^'\n]{1,200}')(?:$|[\s)\]}.,;:!?])`)
+	// rePath is a Unix path of two or more components after the start,
+	// white space or an opening bracket or quote (so "and/or" and "24/7"
+	// are not paths), or a Windows path with a drive letter.
+	rePath = regexp.MustCompile(`(?:^|[\s(\[{"'=])((?:~|\.{1,2})?/[\w.@%+-]+(?:/[\w.@%+-]*)+|[A-Za-z]:\\[^\s"'<>|]+)`)
+	// reIdent is a run of letters and digits joined by - _ / or . (a
+	// ticket, policy or model id: INC-0012345, POL-77-3391-A, gpt-4o); the
+	// literal guard compares those holding a letter and a digit, case-folded.
+	reIdent = regexp.MustCompile(`[A-Za-z0-9]+(?:[-_/.][A-Za-z0-9]+)+`)
 	// reTokenRun is a run that may be a case-sensitive token: letters,
 	// digits, underscores and the base64 alphabet's + / = and -.
 	reTokenRun = regexp.MustCompile(`[A-Za-z0-9_+/=-]+`)
@@ -80,6 +89,13 @@ func literalSpans(s string) []span {
 	}
 	for _, m := range reEmail.FindAllStringIndex(s, -1) {
 		add(m[0], m[1], spanEmail)
+	}
+	for _, m := range rePath.FindAllStringSubmatchIndex(s, -1) {
+		end := m[3]
+		for end > m[2] && strings.ContainsRune(".,;:!?)]}'\"", rune(s[end-1])) {
+			end--
+		}
+		add(m[2], end, spanPath)
 	}
 	for _, m := range reQuoted.FindAllStringSubmatchIndex(s, -1) {
 		if m[2] >= 0 { // the single-quote form: its group is the quote
@@ -251,7 +267,13 @@ func textLiterals(s string) literals {
 		}
 		l.spans = append(l.spans, string('0'+rune(sp.kind))+":"+t)
 	}
-	p := guardNormalize(maskLiterals(s))
+	masked := maskLiterals(s)
+	for _, id := range reIdent.FindAllString(masked, -1) {
+		if strings.ContainsAny(id, "0123456789") && strings.IndexFunc(id, unicode.IsLetter) >= 0 {
+			l.spans = append(l.spans, "id:"+strings.ToLower(id))
+		}
+	}
+	p := guardNormalize(masked)
 	l.numbers = guardNumbers(p)
 	for _, w := range guardWords(p) {
 		if numberWords[w] {
@@ -272,7 +294,9 @@ var numberWords = func() map[string]bool {
 		eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen
 		twenty thirty forty fifty sixty seventy eighty ninety hundred thousand
 		million billion trillion dozen half quarter twice double triple
-		third fourth fifth sixth seventh eighth ninth tenth`) {
+		first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth
+		thirteenth fourteenth fifteenth sixteenth seventeenth eighteenth nineteenth twentieth
+		thirtieth fortieth fiftieth hundredth thousandth`) {
 		m[w] = true
 	}
 	return m

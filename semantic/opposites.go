@@ -1,6 +1,7 @@
 package semantic
 
 import (
+	"slices"
 	"strings"
 )
 
@@ -65,7 +66,14 @@ var DefaultOpposites = [][2]string{
 	{"rise", "fall"}, {"gain", "lose"}, {"strong", "weak"}, {"strength", "weakness"},
 	{"allowed", "forbidden"}, {"mandatory", "optional"}, {"required", "optional"},
 	{"always", "never"}, {"everything", "nothing"}, {"all", "none"},
+	{"spike", "drop"}, {"rise", "drop"}, {"grow", "shrink"}, {"expand", "shrink"},
+	{"increase", "drop"}, {"gain", "drop"}, {"overpaid", "underpaid"},
 }
+
+// prefixPairs are prefixes that turn a word into its opposite's pair:
+// "overcharged" / "undercharged", "prepaid" / "postpaid", "upload" /
+// "download", "inbound" / "outbound".
+var prefixPairs = [][2]string{{"over", "under"}, {"pre", "post"}, {"up", "down"}, {"in", "out"}, {"im", "ex"}}
 
 // negPrefixes turn a word into its opposite ("compatible" /
 // "incompatible", "lock" / "unlock"); flip checks them on every word of at
@@ -148,12 +156,19 @@ func (o opposites) flip(q, c map[string]bool) (string, bool) {
 	for _, pair := range [2][2]map[string]bool{{q, c}, {c, q}} {
 		a, b := pair[0], pair[1]
 		for w := range a {
-			if len(w) < 4 || b[w] {
+			if b[w] {
 				continue
 			}
-			for _, pre := range negPrefixes {
-				if b[pre+w] && !a[pre+w] {
-					return pre + w + "/" + w, true
+			if len(w) >= 4 {
+				for _, pre := range negPrefixes {
+					if b[pre+w] && !a[pre+w] {
+						return pre + w + "/" + w, true
+					}
+				}
+			}
+			for _, pp := range prefixPairs {
+				if rest, ok := strings.CutPrefix(w, pp[0]); ok && len(rest) >= 4 && b[pp[1]+rest] && !a[pp[1]+rest] {
+					return w + "/" + pp[1] + rest, true
 				}
 			}
 		}
@@ -166,7 +181,7 @@ func (o opposites) flip(q, c map[string]bool) (string, bool) {
 // London", "convert USD into EUR" / "EUR into USD", "Java vs Go" / "Go vs
 // Java", "is a bigger than b" / "is b bigger than a", "the dollar against
 // the euro" / "the euro against the dollar".
-var roleWords = []string{"from", "to", "into", "vs", "versus", "than", "over", "against"}
+var roleWords = []string{"from", "to", "into", "vs", "versus", "than", "over", "against", "before", "after"}
 
 // roleSkip are the words skipped after a connector to reach the word in
 // its role ("from the savings account": savings).
@@ -176,7 +191,27 @@ var roleSkip = map[string]bool{
 	"those": true, "some": true, "me": true,
 }
 
-// afterRole returns, per connector, the words that follow it in words.
+// roleStems returns the stems of words with possessive "'s" dropped, for
+// the roles guard: "the lexer's output" names the lexer.
+func roleStems(words []string) []string {
+	out := dropPossessive(words)
+	for i, w := range out {
+		out[i] = stem(w)
+	}
+	return out
+}
+
+// dropPossessive returns words with a possessive "'s" cut off.
+func dropPossessive(words []string) []string {
+	out := make([]string, len(words))
+	for i, w := range words {
+		out[i] = strings.TrimSuffix(w, "'s")
+	}
+	return out
+}
+
+// afterRole returns, per connector, the words that follow it in words
+// (skipping roleSkip words and numbers).
 func afterRole(words []string) map[string][]string {
 	out := map[string][]string{}
 	for i, w := range words {
@@ -184,7 +219,7 @@ func afterRole(words []string) map[string][]string {
 			continue
 		}
 		for j := i + 1; j < len(words); j++ {
-			if roleSkip[words[j]] {
+			if roleSkip[words[j]] || isNumberWord(words[j]) {
 				continue
 			}
 			out[w] = append(out[w], words[j])
@@ -208,9 +243,31 @@ func isRoleWord(w string) bool {
 // in q, with y also in q and x also in c. A rewording keeps the word after
 // each connector ("flights from London to Paris" / "flying from London to
 // Paris"), so it does not fire.
+//
+// It also fires when the texts' content words (stems, without function
+// words such as pronouns and articles) are the same and
+//   - one sequence is the other with two words exchanged everywhere, one
+//     of them used at least twice: "does the tenant pay the landlord's
+//     fees if the tenant loses" / the same with tenant and landlord
+//     exchanged (a plain transposition, "Visa and Mastercard" /
+//     "Mastercard and Visa", is a rewording and does not count); or
+//   - a subject pronoun in one is the object pronoun in the other: "can my
+//     landlord sue me" / "can I sue my landlord".
 func swapped(qw, cw []string) (string, bool) {
+	qst, cst := roleStems(qw), roleStems(cw)
+	if exchanged(contentWords(qst), contentWords(cst)) {
+		return "exchange", true
+	}
+	if pronounsSwapped(qst, cst) {
+		return "pronoun", true
+	}
+	// The words after a connector are compared as written ("HTTP to
+	// HTTPS" must not become "http to http"); whether the other text holds
+	// one is asked of its words and of its stems ("before running" and
+	// "run the migrations").
+	qw, cw = dropPossessive(qw), dropPossessive(cw)
 	qa, ca := afterRole(qw), afterRole(cw)
-	qs, cs := wordSet(qw), wordSet(cw)
+	qs, cs := wordSet(slices.Concat(qw, qst)), wordSet(slices.Concat(cw, cst))
 	for _, r := range roleWords {
 		qx, cx := qa[r], ca[r]
 		if len(qx) == 0 || len(cx) == 0 {
@@ -218,18 +275,18 @@ func swapped(qw, cw []string) (string, bool) {
 		}
 		var onlyQ, onlyC []string
 		for _, x := range qx {
-			if !contains(cx, x) {
+			if !containsInflection(cx, x) {
 				onlyQ = append(onlyQ, x)
 			}
 		}
 		for _, y := range cx {
-			if !contains(qx, y) {
+			if !containsInflection(qx, y) {
 				onlyC = append(onlyC, y)
 			}
 		}
 		for _, x := range onlyQ {
 			for _, y := range onlyC {
-				if x != y && qs[y] && cs[x] {
+				if x != y && (qs[y] || qs[stem(y)]) && (cs[x] || cs[stem(x)]) {
 					return r, true
 				}
 			}
@@ -249,6 +306,124 @@ func wordSet(ws []string) map[string]bool {
 func contains(ws []string, w string) bool {
 	for _, x := range ws {
 		if x == w {
+			return true
+		}
+	}
+	return false
+}
+
+// functionWords are left out of the exchange check: pronouns, articles,
+// auxiliaries, prepositions, question words (stems as stem gives them).
+var functionWords = wordSet(strings.Fields(`a an the my your our their his her its me i you we they he she it
+	us them this that these those some any can could do doe did is are was were be been am will would
+	shall should may might must have has had of for to from in on at by with into than as and or
+	if what how why when where which who whom whose there not no so`))
+
+// contentWords returns the stems that are not function words.
+func contentWords(stems []string) []string {
+	var out []string
+	for _, w := range stems {
+		if !functionWords[w] {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// exchanged reports whether b is a with two distinct words exchanged at
+// every place (and nothing else changed).
+func exchanged(a, b []string) bool {
+	if len(a) != len(b) || len(a) < 2 {
+		return false
+	}
+	i := 0
+	for i < len(a) && a[i] == b[i] {
+		i++
+	}
+	if i == len(a) {
+		return false
+	}
+	x, y := a[i], b[i]
+	if !contains(a, y) || !contains(b, x) {
+		return false // a word replaced, not two exchanged
+	}
+	if count(a, x)+count(a, y) < 3 {
+		return false // a transposition: word order, not roles
+	}
+	for j := range a {
+		want := a[j]
+		switch want {
+		case x:
+			want = y
+		case y:
+			want = x
+		}
+		if b[j] != want {
+			return false
+		}
+	}
+	return true
+}
+
+// isNumberWord reports whether w is a number written in digits or words.
+func isNumberWord(w string) bool {
+	if numberWords[w] {
+		return true
+	}
+	for _, r := range w {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return w != ""
+}
+
+func count(ws []string, w string) int {
+	n := 0
+	for _, x := range ws {
+		if x == w {
+			n++
+		}
+	}
+	return n
+}
+
+// pronounPairs are subject and object pronouns.
+var pronounPairs = [][2]string{{"i", "me"}, {"we", "us"}, {"he", "him"}, {"she", "her"}, {"they", "them"}}
+
+// pronounsSwapped reports whether a and b (stems) have the same content
+// words, as a multiset, and some subject pronoun of one is only the object
+// pronoun in the other.
+func pronounsSwapped(a, b []string) bool {
+	ca, cb := contentWords(a), contentWords(b)
+	if len(ca) == 0 || len(ca) != len(cb) {
+		return false
+	}
+	sa, sb := slices.Clone(ca), slices.Clone(cb)
+	slices.Sort(sa)
+	slices.Sort(sb)
+	if !slices.Equal(sa, sb) {
+		return false
+	}
+	for _, p := range pronounPairs {
+		subjA, objA, subjB, objB := contains(a, p[0]), contains(a, p[1]), contains(b, p[0]), contains(b, p[1])
+		if (subjA && !objA && objB && !subjB) || (objA && !subjA && subjB && !objB) {
+			return true
+		}
+	}
+	return false
+}
+
+// containsInflection reports whether ws holds w or a verb form of it
+// ("pay" / "paying", "deploy" / "deployed"); a plural is not one ("http"
+// / "https" are two protocols).
+func containsInflection(ws []string, w string) bool {
+	for _, x := range ws {
+		if x == w {
+			return true
+		}
+		verb := strings.HasSuffix(x, "ing") || strings.HasSuffix(x, "ed") || strings.HasSuffix(w, "ing") || strings.HasSuffix(w, "ed")
+		if verb && stem(x) == stem(w) {
 			return true
 		}
 	}

@@ -113,7 +113,7 @@ var requestLabels = []struct{ outcome, tier string }{
 type cacheCollector struct {
 	cache *semantic.Cache
 
-	requests, upstreamCalls, upstreamErrors, lookupErrors, storeErrors, tokensSaved, costSaved, unpricedHits,
+	requests, upstreamCalls, upstreamErrors, lookupErrors, storeErrors, unstored, tokensSaved, costSaved, unpricedHits,
 	evictions, expired, entries *prometheus.Desc
 	guardRefusals, explorations, verdicts, judgeErrors, judgeDropped, estimatedErrors, learnedThreshold *prometheus.Desc
 }
@@ -137,6 +137,8 @@ func newCacheCollector(cache *semantic.Cache) *cacheCollector {
 			"Embedder and store failures on the read path; each one sent its request upstream (fail open)."),
 		storeErrors: desc("store_errors_total",
 			"Upstream answers that could not be stored."),
+		unstored: desc("unstored_answers_total",
+			"200 answers relayed but not stored: incomplete or not a well-formed chat completion."),
 		tokensSaved: desc("tokens_saved_total",
 			"Tokens of the stored answers that served hits, by kind (prompt, completion): usage not spent upstream.",
 			"kind"),
@@ -173,7 +175,7 @@ func newCacheCollector(cache *semantic.Cache) *cacheCollector {
 // Describe sends the descriptors of every metric Collect sends.
 func (cc *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		cc.requests, cc.upstreamCalls, cc.upstreamErrors, cc.lookupErrors, cc.storeErrors, cc.tokensSaved,
+		cc.requests, cc.upstreamCalls, cc.upstreamErrors, cc.lookupErrors, cc.storeErrors, cc.unstored, cc.tokensSaved,
 		cc.costSaved, cc.unpricedHits, cc.evictions, cc.expired, cc.entries,
 		cc.guardRefusals, cc.explorations, cc.verdicts, cc.judgeErrors, cc.judgeDropped, cc.estimatedErrors,
 		cc.learnedThreshold,
@@ -199,6 +201,7 @@ func (cc *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(cc.upstreamErrors, s.UpstreamErrors.Load())
 	counter(cc.lookupErrors, s.LookupErrors.Load())
 	counter(cc.storeErrors, s.StoreErrors.Load())
+	counter(cc.unstored, s.Unstored.Load())
 	counter(cc.tokensSaved, s.PromptTokensSaved.Load(), "prompt")
 	counter(cc.tokensSaved, s.CompletionTokensSaved.Load(), "completion")
 	ch <- prometheus.MustNewConstMetric(cc.costSaved, prometheus.CounterValue, float64(s.CostSavedMicroUSD.Load())/1e6)

@@ -79,6 +79,9 @@ type Config struct {
 	// not exist (404). A secret: at least 16 characters without white
 	// space, never logged.
 	AdminToken string
+	// Now is the clock of the admin authentication limiter; nil means
+	// time.Now. Tests set it to move time without waiting.
+	Now func() time.Time
 }
 
 // Server is the caching proxy. It is safe for concurrent use.
@@ -220,9 +223,45 @@ func (s *Server) stats(c echo.Context) error {
 	return c.JSON(http.StatusOK, s.cache.Snapshot(c.Request().Context()))
 }
 
-// passThrough forwards any other /v1 request unchanged.
+// passThrough forwards any other /v1 request unchanged, once its path is
+// known to stay below the upstream base path (checkPassPath).
 func (s *Server) passThrough(c echo.Context) error {
+	if err := checkPassPath(c.Request().URL); err != nil {
+		return err
+	}
 	s.proxy.ServeHTTP(c.Response(), c.Request())
+	return nil
+}
+
+// checkPassPath refuses, with 400, a pass-through path that could leave
+// the upstream base path (which the operator's key is scoped to) once the
+// upstream decodes it: a "." or ".." segment, decoded or not (%2e%2e,
+// ..%2f), a percent sign left after one decoding (double encoding such as
+// %252e), a backslash, a control character or an empty segment ("//").
+// The path must start with /v1/. What passes is mapped below the base
+// path as is.
+func checkPassPath(u *url.URL) error {
+	bad := func(why string) error {
+		return &Error{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: "invalid_path",
+			Message: "request path " + why + ": pass-through paths must stay below /v1/"}
+	}
+	p := u.Path // decoded once
+	if !strings.HasPrefix(p, "/v1/") {
+		return bad("is not below /v1/")
+	}
+	if strings.ContainsAny(p, "\\%") {
+		return bad("holds a backslash or an encoded percent sign")
+	}
+	for _, r := range p {
+		if r < 0x20 || r == 0x7f {
+			return bad("holds a control character")
+		}
+	}
+	for _, seg := range strings.Split(strings.TrimSuffix(p[len("/v1/"):], "/"), "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return bad("holds an empty, . or .. segment")
+		}
+	}
 	return nil
 }
 

@@ -5,6 +5,7 @@
 package semantic
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -488,6 +489,9 @@ func wantsVector(id Identity, o Options) bool {
 // nil. A store failure is logged, counted and returned.
 func (c *Cache) keep(ctx context.Context, id Identity, o Options, up Upstream, stream []string, vec []float32) (bool, error) {
 	usage, ok := Cacheable(up)
+	if !ok && up.Status == 200 {
+		c.stats.Unstored.Add(1)
+	}
 	if !ok || o.NoStore {
 		return false, nil // incomplete, or the client asked for no copy
 	}
@@ -657,15 +661,18 @@ type Usage struct {
 var storableFinish = map[string]bool{"stop": true, "length": true, "tool_calls": true, "function_call": true}
 
 // Cacheable reports whether an upstream answer may be stored: status 200, a
-// JSON chat.completion body with at least one choice, and every choice
-// finished with a reason in storableFinish. It returns the answer's usage.
+// JSON chat.completion body with at least one choice, every choice
+// finished with a reason in storableFinish and carrying a well-formed
+// message (see answerMessage.wellFormed). It returns the answer's usage.
+// Anything else is relayed to the client and never stored.
 func Cacheable(up Upstream) (Usage, bool) {
 	if up.Status != 200 {
 		return Usage{}, false
 	}
 	var body struct {
 		Choices []struct {
-			FinishReason *string `json:"finish_reason"`
+			FinishReason *string        `json:"finish_reason"`
+			Message      *answerMessage `json:"message"`
 		} `json:"choices"`
 		Usage Usage `json:"usage"`
 	}
@@ -673,11 +680,40 @@ func Cacheable(up Upstream) (Usage, bool) {
 		return Usage{}, false
 	}
 	for _, ch := range body.Choices {
-		if ch.FinishReason == nil || !storableFinish[*ch.FinishReason] {
+		if ch.FinishReason == nil || !storableFinish[*ch.FinishReason] || !ch.Message.wellFormed() {
 			return Usage{}, false
 		}
 	}
 	return body.Usage, true
+}
+
+// answerMessage is the part of a choice's message that Cacheable checks.
+type answerMessage struct {
+	Role         *string           `json:"role"`
+	Content      json.RawMessage   `json:"content"`
+	ToolCalls    []json.RawMessage `json:"tool_calls"`
+	FunctionCall json.RawMessage   `json:"function_call"`
+	Refusal      *string           `json:"refusal"`
+}
+
+// wellFormed reports whether m is a chat-completion message: an object
+// with a non-empty role and either string content or, with null or absent
+// content, tool calls, a function call or a refusal. A message that is a
+// string, a number or an array fails to decode into m, so the body is not
+// stored at all.
+func (m *answerMessage) wellFormed() bool {
+	if m == nil || m.Role == nil || *m.Role == "" {
+		return false
+	}
+	c := bytes.TrimSpace(m.Content)
+	switch {
+	case len(c) > 0 && c[0] == '"':
+		return true
+	case len(c) == 0 || string(c) == "null":
+		fc := bytes.TrimSpace(m.FunctionCall)
+		return len(m.ToolCalls) > 0 || (len(fc) > 0 && fc[0] == '{') || m.Refusal != nil
+	}
+	return false
 }
 
 // withTokens records the entry's usage and model on the result for the

@@ -2,6 +2,7 @@ package semantic
 
 import (
 	"context"
+	"errors"
 	"regexp"
 	"slices"
 	"strings"
@@ -297,4 +298,51 @@ func (wordEmbedder) Embed(_ context.Context, texts []string) ([][]float32, error
 		out[i] = v
 	}
 	return out, nil
+}
+
+func TestCacheableNeedsAWellFormedMessage(t *testing.T) {
+	body := func(msg string) Upstream {
+		return Upstream{Status: 200, Body: []byte(`{"object":"chat.completion","choices":[{"index":0,"message":` + msg + `,"finish_reason":"stop"}]}`)}
+	}
+	for msg, want := range map[string]bool{
+		`{"role":"assistant","content":"Hi"}`: true,
+		`{"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]}`: true,
+		`{"role":"assistant","content":null,"refusal":"no"}`:                                                                       true,
+		`"just a string"`:                     false,
+		`{"content":"no role"}`:               false,
+		`{"role":"assistant","content":5}`:    false,
+		`{"role":"assistant","content":null}`: false,
+		`{"role":"assistant"}`:                false,
+		`null`:                                false,
+		`["role","assistant"]`:                false,
+	} {
+		if _, ok := Cacheable(body(msg)); ok != want {
+			t.Errorf("message %s: cacheable %v, want %v", msg, ok, want)
+		}
+	}
+	if _, ok := Cacheable(Upstream{Status: 200, Body: []byte(`{"choices":[{"finish_reason":"stop"}]}`)}); ok {
+		t.Error("a choice without a message is cacheable")
+	}
+}
+
+func TestIdentifyRefusesWhatWouldCollapse(t *testing.T) {
+	for name, body := range map[string]string{
+		"invalid UTF-8":       "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"a\xff\"}]}",
+		"lone high surrogate": `{"model":"m","messages":[{"role":"user","content":"a\ud800b"}]}`,
+		"lone low surrogate":  `{"model":"m","messages":[{"role":"user","content":"a\udc00"}]}`,
+		"reversed pair":       `{"model":"m","messages":[{"role":"user","content":"\udc00\ud800"}]}`,
+	} {
+		if _, _, err := Identify([]byte(body), "t", "", Normalization{}); !errors.Is(err, ErrBadRequest) {
+			t.Errorf("%s: err %v, want ErrBadRequest", name, err)
+		}
+	}
+	for name, body := range map[string]string{
+		"pair":              `{"model":"m","messages":[{"role":"user","content":"\ud83d\ude00"}]}`,
+		"escaped backslash": `{"model":"m","messages":[{"role":"user","content":"\\ud800"}]}`,
+		"replacement char":  `{"model":"m","messages":[{"role":"user","content":"\ufffd"}]}`,
+	} {
+		if _, _, err := Identify([]byte(body), "t", "", Normalization{}); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // ErrBadRequest is wrapped by every error that Identify returns for a
@@ -253,6 +254,9 @@ type Request struct {
 func Identify(body []byte, tenant, namespace string, n Normalization) (Identity, Request, error) {
 	var id Identity
 	var rq Request
+	if err := checkUTF8(body); err != nil {
+		return id, rq, err
+	}
 	var fields map[string]any
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
@@ -360,6 +364,50 @@ func Identify(body []byte, tenant, namespace string, n Normalization) (Identity,
 	id.Scope = hashHex(canon)
 	id.Key = hashHex([]byte(id.Scope + "\x00" + id.Normalized))
 	return id, rq, nil
+}
+
+// checkUTF8 refuses a body that is not valid UTF-8 or that escapes a lone
+// UTF-16 surrogate ("\ud800" without its pair): encoding/json would turn
+// either into U+FFFD, so two different byte strings would share a key.
+func checkUTF8(body []byte) error {
+	if !utf8.Valid(body) {
+		return fmt.Errorf("%w: body is not valid UTF-8", ErrBadRequest)
+	}
+	for i := 0; i < len(body); i++ {
+		if body[i] != '\\' || i+1 >= len(body) {
+			continue
+		}
+		if body[i+1] != 'u' {
+			i++ // an escaped character, perhaps a backslash
+			continue
+		}
+		r, ok := hex4(body, i+2)
+		if !ok {
+			return nil // malformed escape: the JSON decoder reports it
+		}
+		switch {
+		case r >= 0xd800 && r <= 0xdbff:
+			lo, ok := hex4(body, i+8)
+			if i+7 >= len(body) || body[i+6] != '\\' || body[i+7] != 'u' || !ok || lo < 0xdc00 || lo > 0xdfff {
+				return fmt.Errorf("%w: body escapes a lone UTF-16 surrogate (\\u%04x)", ErrBadRequest, r)
+			}
+			i += 11
+		case r >= 0xdc00 && r <= 0xdfff:
+			return fmt.Errorf("%w: body escapes a lone UTF-16 surrogate (\\u%04x)", ErrBadRequest, r)
+		default:
+			i += 5
+		}
+	}
+	return nil
+}
+
+// hex4 parses the 4 hex digits at b[i:i+4].
+func hex4(b []byte, i int) (rune, bool) {
+	if i+4 > len(b) {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(string(b[i:i+4]), 16, 32)
+	return rune(v), err == nil
 }
 
 // promptText returns the text of a message content and whether it is text

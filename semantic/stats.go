@@ -38,6 +38,10 @@ type Stats struct {
 	LookupErrors atomic.Int64
 	// StoreErrors counts answers that could not be stored.
 	StoreErrors atomic.Int64
+	// Unstored counts 200 answers that were relayed but not stored
+	// because they are not complete, well-formed chat completions (see
+	// Cacheable).
+	Unstored atomic.Int64
 	// PromptTokensSaved and CompletionTokensSaved add up the usage of the
 	// entries that served hits.
 	PromptTokensSaved     atomic.Int64
@@ -134,6 +138,7 @@ type Snapshot struct {
 	UpstreamErrors        int64   `json:"upstream_errors"`
 	LookupErrors          int64   `json:"lookup_errors"`
 	StoreErrors           int64   `json:"store_errors"`
+	Unstored              int64   `json:"unstored_answers"`
 	PromptTokensSaved     int64   `json:"prompt_tokens_saved"`
 	CompletionTokensSaved int64   `json:"completion_tokens_saved"`
 	CostSavedUSD          float64 `json:"cost_saved_usd"` // CostSavedMicroUSD / 10⁶
@@ -198,6 +203,7 @@ func (c *Cache) Snapshot(ctx context.Context) Snapshot {
 		UpstreamErrors:        s.UpstreamErrors.Load(),
 		LookupErrors:          s.LookupErrors.Load(),
 		StoreErrors:           s.StoreErrors.Load(),
+		Unstored:              s.Unstored.Load(),
 		PromptTokensSaved:     s.PromptTokensSaved.Load(),
 		CompletionTokensSaved: s.CompletionTokensSaved.Load(),
 		CostSavedUSD:          float64(s.CostSavedMicroUSD.Load()) / 1e6,

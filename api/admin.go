@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -82,15 +83,29 @@ func (s *Server) routeAdmin(e *echo.Echo) {
 // requireAdmin refuses requests without "Authorization: Bearer
 // <AdminToken>" with 401. The tokens are compared in constant time (as
 // SHA-256 digests, so their lengths do not leak either) and never logged.
+//
+// Failures are limited per client address (see authLimiter): past the
+// limit an address gets 429 with Retry-After until it has failures left.
 func (s *Server) requireAdmin() echo.MiddlewareFunc {
 	want := sha256.Sum256([]byte(s.cfg.AdminToken))
+	now := s.cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	limit := newAuthLimiter(now, s.log)
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
+			addr := clientAddr(c.Request().RemoteAddr)
+			if limit.blocked(addr) {
+				limit.fail(addr, c.Request().Method, c.Request().URL.Path)
+				c.Response().Header().Set("Retry-After", strconv.Itoa(int(adminFailEvery/time.Second)))
+				return &Error{Status: http.StatusTooManyRequests, Type: "rate_limit_error", Code: "admin_auth_rate_limited",
+					Message: "too many failed admin authentications from this address; retry later"}
+			}
 			scheme, token, _ := strings.Cut(c.Request().Header.Get("Authorization"), " ")
 			got := sha256.Sum256([]byte(strings.TrimSpace(token)))
 			if subtle.ConstantTimeCompare(got[:], want[:]) != 1 || !strings.EqualFold(scheme, "Bearer") {
-				s.log.Warn("admin request refused: missing or wrong admin token", "method", c.Request().Method,
-					"path", c.Request().URL.Path, "remote", c.Request().RemoteAddr)
+				limit.fail(addr, c.Request().Method, c.Request().URL.Path)
 				c.Response().Header().Set("WWW-Authenticate", `Bearer realm="semcache admin"`)
 				return &Error{Status: http.StatusUnauthorized, Type: "invalid_request_error", Code: "invalid_admin_token",
 					Message: "missing or wrong admin token: send Authorization: Bearer <the server's SEMCACHE_ADMIN_TOKEN>"}

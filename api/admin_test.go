@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -115,8 +116,10 @@ func TestAdminDisabledWithoutToken(t *testing.T) {
 // the OpenAI error shape; the token never appears in answers or logs.
 func TestAdminAuth(t *testing.T) {
 	var logs syncBuffer
+	var clock atomic.Int64 // each look at the clock is a minute later: the failure limit never bites here
 	p := newAdminProxy(t, func(c *api.Config) {
 		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		c.Now = func() time.Time { return time.Unix(clock.Add(60), 0) }
 	})
 	cases := []struct {
 		name, auth string
@@ -376,5 +379,39 @@ func testTagsHeaderAndNamespaceWired(t *testing.T) {
 
 	if r := p.postH(t, "sk-a", chat("m", "", "user", question), map[string]string{api.HeaderTags: strings.Repeat("t", 129)}); r.status != 400 {
 		t.Errorf("malformed tags: %d, want 400", r.status)
+	}
+}
+
+// TestAdminAuthFailuresAreLimited: past the burst of wrong tokens an
+// address gets 429 (even with the right token) until time passes; the
+// failures are logged once per minute with their count, not once each.
+func TestAdminAuthFailuresAreLimited(t *testing.T) {
+	var logs syncBuffer
+	var now atomic.Int64
+	now.Store(1_000_000)
+	p := newAdminProxy(t, func(c *api.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+		c.Now = func() time.Time { return time.Unix(now.Load(), 0) }
+	})
+	flush := func(token string) reply {
+		return p.do(t, http.MethodPost, "/api/v1/cache/flush", token, "")
+	}
+	for i := range 10 {
+		if r := flush("wrong-token-0123456789"); r.status != http.StatusUnauthorized {
+			t.Fatalf("failure %d: status %d, want 401", i+1, r.status)
+		}
+	}
+	r := flush(adminToken)
+	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" {
+		t.Fatalf("after 10 failures the right token got %d (Retry-After %q), want 429", r.status, r.header.Get("Retry-After"))
+	}
+	if n := strings.Count(logs.String(), "admin request refused"); n != 1 {
+		t.Errorf("%d log lines for 11 refusals in one minute, want 1:\n%s", n, logs.String())
+	}
+	now.Add(61) // a minute later the address may try again, and the next failure is logged with its count
+	wantDeleted(t, flush(adminToken), 0)
+	flush("wrong-token-0123456789")
+	if !strings.Contains(logs.String(), "failures=11") { // 9 wrong, 1 blocked, 1 wrong since the first line
+		t.Errorf("the second log line does not count the failures since the first:\n%s", logs.String())
 	}
 }

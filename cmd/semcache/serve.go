@@ -10,10 +10,13 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/net/netutil"
 
 	"github.com/semcache/semcache/api"
 	"github.com/semcache/semcache/api/sim"
@@ -66,6 +69,10 @@ type serveConfig struct {
 	maxStreamBytes  int64
 	upstreamTimeout time.Duration
 	shutdownTimeout time.Duration
+	readTimeout     time.Duration
+	writeTimeout    time.Duration
+	idleTimeout     time.Duration
+	maxConns        int
 	namespace       string
 	normalize       string
 	hnswM           int
@@ -130,6 +137,10 @@ var envFlags = map[string]string{
 	"max-body-bytes":        "SEMCACHE_MAX_BODY_BYTES",
 	"upstream-timeout":      "SEMCACHE_UPSTREAM_TIMEOUT",
 	"shutdown-timeout":      "SEMCACHE_SHUTDOWN_TIMEOUT",
+	"read-timeout":          "SEMCACHE_READ_TIMEOUT",
+	"write-timeout":         "SEMCACHE_WRITE_TIMEOUT",
+	"idle-timeout":          "SEMCACHE_IDLE_TIMEOUT",
+	"max-connections":       "SEMCACHE_MAX_CONNECTIONS",
 	"namespace":             "SEMCACHE_NAMESPACE",
 	"normalize":             "SEMCACHE_NORMALIZE",
 	"hnsw-m":                "SEMCACHE_HNSW_M",
@@ -193,6 +204,10 @@ func parseServe(args []string, getenv func(string) string, help io.Writer) (serv
 	int64Flag(fs, &c.maxBodyBytes, "max-body-bytes", 4<<20, "largest request body accepted, in bytes (413 beyond)")
 	durationFlag(fs, &c.upstreamTimeout, "upstream-timeout", 120*time.Second, "bound on one upstream chat completion")
 	durationFlag(fs, &c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long requests in flight may finish before they are cut")
+	durationFlag(fs, &c.readTimeout, "read-timeout", 60*time.Second, "longest time to read one request, headers and body, from a client")
+	durationFlag(fs, &c.writeTimeout, "write-timeout", 0, "longest time from the end of a request's headers to the end of its response, streams included (0: --upstream-timeout + 30s)")
+	durationFlag(fs, &c.idleTimeout, "idle-timeout", 120*time.Second, "how long an idle keep-alive connection is kept open")
+	intFlag(fs, &c.maxConns, "max-connections", 10000, "most client connections open at once; more wait to be accepted (0: no bound)")
 	fs.StringVar(&c.namespace, "namespace", "", "shared namespace: all clients share one cache instead of one per API key")
 	fs.StringVar(&c.normalize, "normalize", "nfc,lower,space", "exact-key normalisation steps, comma-separated subset of nfc,lower,space; 'none' for none")
 	intFlag(fs, &c.hnswM, "hnsw-m", 16, "HNSW M: links per node (2*M on layer 0)")
@@ -264,7 +279,7 @@ func (c *serveConfig) validate() error {
 	case "memory":
 	case "redis":
 		if !strings.HasPrefix(c.redisURL, "redis://") && !strings.HasPrefix(c.redisURL, "rediss://") {
-			return fmt.Errorf("--redis-url %q: want redis://host:port/db", c.redisURL)
+			return fmt.Errorf("--redis-url %q: want redis://host:port/db", redactURL(c.redisURL))
 		}
 		if c.redisTimeout <= 0 || c.redisDialTO <= 0 || c.redisPoolSize < 0 || c.redisRetries < 0 {
 			return errors.New("--redis-timeout and --redis-dial-timeout must be > 0; --redis-pool-size and --redis-max-retries must not be negative")
@@ -319,6 +334,18 @@ func (c *serveConfig) validate() error {
 	if c.upstreamTimeout <= 0 {
 		return fmt.Errorf("--upstream-timeout %v: must be > 0", c.upstreamTimeout)
 	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+		zero bool // 0 is allowed
+	}{{"read-timeout", c.readTimeout, false}, {"write-timeout", c.writeTimeout, true}, {"idle-timeout", c.idleTimeout, false}} {
+		if d.v < 0 || (d.v == 0 && !d.zero) {
+			return fmt.Errorf("--%s %v: must be > 0", d.name, d.v)
+		}
+	}
+	if c.maxConns < 0 {
+		return fmt.Errorf("--max-connections %d: must not be negative", c.maxConns)
+	}
 	if c.shutdownTimeout < 0 {
 		return fmt.Errorf("--shutdown-timeout %v: must not be negative", c.shutdownTimeout)
 	}
@@ -350,7 +377,7 @@ func (c *serveConfig) validate() error {
 		return err
 	}
 	if c.upstream != "" && !strings.HasPrefix(c.upstream, "http://") && !strings.HasPrefix(c.upstream, "https://") {
-		return fmt.Errorf("--upstream %q: want an http(s) base URL such as https://api.openai.com/v1", c.upstream)
+		return fmt.Errorf("--upstream %q: want an http(s) base URL such as https://api.openai.com/v1", redactURL(c.upstream))
 	}
 	if _, err := c.guardSet(); err != nil {
 		return err
@@ -641,6 +668,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	log, _ := cfg.logger(stderr)
 	if err := runServe(ctx, cfg, log, nil); err != nil {
+		if errors.Is(err, errRequestsCut) {
+			log.Error("semcache serve stopped, cutting requests in flight", "err", err)
+			return exitCut
+		}
 		log.Error("semcache serve failed", "err", err)
 		return 1
 	}
@@ -709,12 +740,16 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func
 	if err != nil {
 		return fmt.Errorf("--listen %s: %w", cfg.listen, err)
 	}
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	if cfg.maxConns > 0 {
+		ln = netutil.LimitListener(ln, cfg.maxConns)
+	}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: cfg.readTimeout,
+		WriteTimeout: cfg.effectiveWriteTimeout(), IdleTimeout: cfg.idleTimeout}
 	decisionKey, decisionValue := "threshold", cfg.thresholdValue() // what decides a semantic hit
 	if cfg.policy == "adaptive" {
 		decisionKey, decisionValue = "similarity_floor", cfg.floor
 	}
-	log.Info("semcache listening", "addr", "http://"+ln.Addr().String(), "upstream", upstream,
+	log.Info("semcache listening", "addr", "http://"+ln.Addr().String(), "upstream", redactURL(upstream),
 		"cache", cfg.enabled, "backend", cfg.backend, "index", cfg.indexKind,
 		"embedder", emb.Fingerprint(), decisionKey, decisionValue, "ttl", cfg.ttl,
 		"policy", cfg.policy, "max_error_rate", cache.MaxErrorRate(0), "guards", cfg.guards, "guard_tokens", cfg.guardTokens, "split_context", cfg.splitContext, "question_pattern", cfg.questionRegexp != "",
@@ -734,9 +769,28 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil {
 		log.Warn("requests still in flight at the end of --shutdown-timeout were cut", "err", err)
-		return hs.Close()
+		_ = hs.Close()
+		return fmt.Errorf("%w: %v", errRequestsCut, err)
 	}
 	return nil
+}
+
+// errRequestsCut is runServe's error when a shutdown had to cut requests
+// still in flight at the end of --shutdown-timeout; serve exits with
+// exitCut then.
+var errRequestsCut = errors.New("shutdown cut requests in flight")
+
+// exitCut is the exit code of a shutdown that cut requests in flight.
+const exitCut = 3
+
+// effectiveWriteTimeout is --write-timeout, or --upstream-timeout + 30s
+// when it is 0: an answer, streamed or not, may take as long as its
+// upstream call plus time to relay it.
+func (c serveConfig) effectiveWriteTimeout() time.Duration {
+	if c.writeTimeout > 0 {
+		return c.writeTimeout
+	}
+	return c.upstreamTimeout + 30*time.Second
 }
 
 // durationFlag, intFlag, int64Flag and boolFlag define flags like the
@@ -859,3 +913,35 @@ func (v boolValue) String() string {
 
 // IsBoolFlag lets --cache stand alone for --cache=true.
 func (boolValue) IsBoolFlag() bool { return true }
+
+// redactURL returns raw with what may be a secret replaced by "REDACTED":
+// the user information (user and password) and the values of query
+// parameters whose name mentions a key, token, secret, password or
+// signature. Text that does not parse as a URL is returned as
+// "REDACTED" when it holds an "@", else as is. It is used for every URL
+// that reaches a log line or an error message.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		if strings.Contains(raw, "@") {
+			return "REDACTED"
+		}
+		return raw
+	}
+	if u.User != nil {
+		u.User = url.User("REDACTED")
+	}
+	if u.RawQuery != "" {
+		q := u.Query()
+		for k := range q {
+			lk := strings.ToLower(k)
+			for _, w := range []string{"key", "token", "secret", "pass", "sig", "auth"} {
+				if strings.Contains(lk, w) {
+					q.Set(k, "REDACTED")
+				}
+			}
+		}
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
+}

@@ -35,7 +35,7 @@ const (
 	HeaderExplore = "X-Semcache-Explore"
 	// HeaderRefused, on a miss, names why the best neighbour at or above
 	// the threshold was not served: a guard (negation, number, literal,
-	// opposite, roles, token:<word>) or the comparison (context,
+	// opposite, roles, substitution, token:<word>) or the comparison (context,
 	// template). Absent when no neighbour reached the threshold.
 	HeaderRefused = "X-Semcache-Refused"
 	// HeaderRule, on responses, names the TTL rule that matched the prompt

@@ -153,7 +153,7 @@ func newCacheCollector(cache *semantic.Cache) *cacheCollector {
 		entries: desc("entries",
 			"Live cache entries, counted at scrape time."),
 		guardRefusals: desc("guard_refusals_total",
-			"Semantic neighbours at or above the threshold that were refused, by reason (negation, number, literal, opposite, roles, token, context, template).",
+			"Semantic neighbours at or above the threshold that were refused, by reason (negation, number, literal, opposite, roles, substitution, token, context, template).",
 			"reason"),
 		explorations: desc("explorations_total",
 			"Adaptive policy: misses that had a neighbour the policy chose to verify instead of serving."),

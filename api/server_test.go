@@ -576,7 +576,11 @@ func testHealthStatsAndPassThrough(t *testing.T) {
 		t.Fatalf("stats: %v: %s", err, r.body)
 	}
 	want := semantic.Snapshot{Requests: 3, Hits: 2, ExactHits: 1, SemanticHits: 1, Misses: 1, Bypasses: 1,
-		HitRate: 2.0 / 3, Entries: 1, UpstreamCalls: 1, PromptTokensSaved: s.PromptTokensSaved, CompletionTokensSaved: s.CompletionTokensSaved, Policy: "static"}
+		HitRate: 2.0 / 3, Entries: 1, UpstreamCalls: 1, PromptTokensSaved: s.PromptTokensSaved, CompletionTokensSaved: s.CompletionTokensSaved, Policy: "static",
+		StoreBytes: s.StoreBytes}
+	if s.StoreBytes == 0 {
+		t.Error("store_bytes 0 with an entry")
+	}
 	if !reflect.DeepEqual(s, want) {
 		t.Errorf("stats:\n got %+v\nwant %+v", s, want)
 	}

@@ -705,7 +705,7 @@ func TestRunTuneGuards(t *testing.T) {
 	if r := rep.Recommendation; !r.Found || r.Row.Threshold != 0.8 {
 		t.Fatalf("recommendation %+v, want 0.80", r)
 	}
-	want := GuardsEffect{Config: "negation,literals,opposites,roles", Flagged: 3, Threshold: 0.8, HitsWithout: 4, HitsWith: 2,
+	want := GuardsEffect{Config: "negation,literals,opposites,roles,substitution", Flagged: 3, Threshold: 0.8, HitsWithout: 4, HitsWith: 2,
 		RemovedWrong: 1, RemovedRight: 1, Reasons: map[string]int{"negation": 1, "number": 1}}
 	if g := rep.Guards; g == nil || !reflect.DeepEqual(*g, want) {
 		t.Errorf("guards effect %+v, want %+v", g, want)
@@ -715,7 +715,7 @@ func TestRunTuneGuards(t *testing.T) {
 	if err := writeTuneTable(&table, rep); err != nil {
 		t.Fatal(err)
 	}
-	wantLine := "guards on (negation,literals,opposites,roles): 3 queries flagged, counted as misses; at threshold 0.80 " +
+	wantLine := "guards on (negation,literals,opposites,roles,substitution): 3 queries flagged, counted as misses; at threshold 0.80 " +
 		"they removed 2 hits (4 -> 2): 1 wrong hits removed, 1 right hits lost, negation 1, number 1\n"
 	if !strings.Contains(table.String(), wantLine) {
 		t.Errorf("table does not contain %q:\n%s", wantLine, table.String())
@@ -724,7 +724,7 @@ func TestRunTuneGuards(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(js), `"guards":{"config":"negation,literals,opposites,roles","flagged":3,"threshold":0.8,`+
+	if !strings.Contains(string(js), `"guards":{"config":"negation,literals,opposites,roles,substitution","flagged":3,"threshold":0.8,`+
 		`"hits_without":4,"hits_with":2,"removed_wrong":1,"removed_right":1,"reasons":{"negation":1,"number":1}}`) {
 		t.Errorf("tune.json guards: %s", js)
 	}

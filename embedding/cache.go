@@ -2,6 +2,7 @@ package embedding
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"sync"
@@ -11,12 +12,15 @@ import (
 )
 
 // DefaultCacheSize is the number of texts a [Cached] keeps when size is 0.
-// At 384 dimensions that is about 15 MB of vectors (61 MB at 1536), plus
-// the texts themselves, which are the keys.
+// At 384 dimensions that is about 15 MB of vectors (61 MB at 1536); the
+// keys are SHA-256 digests of the texts (32 bytes), so the texts
+// themselves, however long, are not kept.
 const DefaultCacheSize = 10_000
 
 // Cached wraps an Embedder with an in-memory LRU of text -> vector, keyed
-// by the exact text (no normalisation: "Hi" and "hi" are different keys).
+// by the SHA-256 of the exact text (no normalisation: "Hi" and "hi" are
+// different keys). Memory is bounded by the entry count: each holds a
+// 32-byte digest and one vector, never the text.
 // Identical texts are embedded once:
 //   - duplicates within one Embed call are sent to the wrapped embedder
 //     once;
@@ -37,7 +41,7 @@ const DefaultCacheSize = 10_000
 type Cached struct {
 	e   Embedder
 	dim int
-	lru *lru.Cache[string, []float32] // internally locked
+	lru *lru.Cache[[sha256.Size]byte, []float32] // internally locked; keyed by textKey
 
 	hits, misses atomic.Uint64
 
@@ -79,12 +83,15 @@ func NewCached(e Embedder, size int) (*Cached, error) {
 	if size == 0 {
 		size = DefaultCacheSize
 	}
-	l, err := lru.New[string, []float32](size)
+	l, err := lru.New[[sha256.Size]byte, []float32](size)
 	if err != nil {
 		return nil, fmt.Errorf("cached embedder: %w", err)
 	}
 	return &Cached{e: e, dim: e.Dim(), lru: l, inflight: make(map[string]*flight)}, nil
 }
+
+// textKey is the LRU key of a text.
+func textKey(t string) [sha256.Size]byte { return sha256.Sum256([]byte(t)) }
 
 // Dim returns the wrapped embedder's Dim.
 func (c *Cached) Dim() int { return c.dim }
@@ -106,7 +113,7 @@ func (c *Cached) Embed(ctx context.Context, texts []string) ([][]float32, error)
 	out := make([][]float32, len(texts))
 	var pending []int // positions still without a vector
 	for i, t := range texts {
-		if v, ok := c.lru.Get(t); ok {
+		if v, ok := c.lru.Get(textKey(t)); ok {
 			out[i] = v
 			c.hits.Add(1)
 			continue
@@ -187,7 +194,7 @@ func (c *Cached) claim(distinct []string, fill func(string, []float32)) (own []s
 		}
 		// Re-check the cache: a leader stores its vectors before leaving
 		// inflight, so a text absent from both is truly missing.
-		if v, ok := c.lru.Get(t); ok {
+		if v, ok := c.lru.Get(textKey(t)); ok {
 			fill(t, v)
 			c.hits.Add(1)
 			continue
@@ -215,7 +222,7 @@ func (c *Cached) lead(ctx context.Context, texts []string, flights []*flight) (v
 		}
 		if err == nil {
 			for i, t := range texts {
-				c.lru.Add(t, vecs[i])
+				c.lru.Add(textKey(t), vecs[i])
 			}
 		}
 		c.mu.Lock()

@@ -2,6 +2,7 @@ package index
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,12 @@ type MemoryConfig struct {
 	// together); the least recently used entry is evicted past it, and its
 	// vector is deleted from the graph. 0 means 100,000.
 	MaxEntries int
+	// MaxBytes bounds the bytes the entries hold (see recordBytes: key,
+	// scope, value and vector, plus a fixed overhead per entry); least
+	// recently used entries are evicted past it, and an entry larger than
+	// MaxBytes on its own is refused with ErrTooLarge. 0 means no byte
+	// bound; negative is an error.
+	MaxBytes int64
 	// Index selects the vector index of each scope: "hnsw" (the default) or
 	// "flat" (exact brute force, the better choice for small caches).
 	Index string
@@ -100,6 +107,8 @@ type Memory struct {
 	// evictedRecs holds the records evicted alongside evicted.
 	evictedRecs []*memRecord
 
+	// bytes is the recordBytes sum of the LRU's records; guarded by mu.
+	bytes int64
 	// evictions counts the LRU's evictions (see Evictions); expired counts
 	// expired entries deleted (see Expired).
 	evictions atomic.Int64
@@ -123,6 +132,9 @@ func NewMemory(cfg MemoryConfig) (*Memory, error) {
 	if cfg.MaxEntries == 0 {
 		cfg.MaxEntries = 100_000
 	}
+	if cfg.MaxBytes < 0 {
+		return nil, fmt.Errorf("index: MemoryConfig.MaxBytes %d: must not be negative", cfg.MaxBytes)
+	}
 	switch cfg.Index {
 	case "":
 		cfg.Index = "hnsw"
@@ -145,6 +157,7 @@ func NewMemory(cfg MemoryConfig) (*Memory, error) {
 	// The LRU calls this under mu for every entry it drops: evictions,
 	// Remove (delete, expiry) and Purge (Flush).
 	l, err := simplelru.NewLRU[string, *memRecord](cfg.MaxEntries, func(k string, r *memRecord) {
+		m.bytes -= m.recordBytes(k, r)
 		m.evicted = append(m.evicted, k)
 		m.evictedRecs = append(m.evictedRecs, r)
 		m.untagLocked(k, r)
@@ -159,6 +172,33 @@ func NewMemory(cfg MemoryConfig) (*Memory, error) {
 		close(m.done)
 	}
 	return m, nil
+}
+
+// recordOverhead is the fixed cost counted per entry on top of its bytes:
+// the record, its LRU element and map slot, and its graph node's links
+// (at M = 16 about 32 neighbour ids on layer 0), rounded up.
+const recordOverhead = 512
+
+// ErrTooLarge is returned by Set for an entry larger than
+// MemoryConfig.MaxBytes on its own.
+var ErrTooLarge = errors.New("index: entry larger than the byte bound")
+
+// recordBytes is what an entry counts against MaxBytes: its key, scope,
+// value and vector (4 bytes per dimension) plus recordOverhead.
+func (m *Memory) recordBytes(key string, r *memRecord) int64 {
+	n := int64(len(key) + len(r.scope) + len(r.value) + recordOverhead)
+	if r.hasVector {
+		n += int64(4 * m.cfg.Dim)
+	}
+	return n
+}
+
+// Bytes returns the bytes the live entries count against MaxBytes (see
+// recordBytes), whether or not a byte bound is set.
+func (m *Memory) Bytes() int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.bytes
 }
 
 // Dim returns the vector length.
@@ -201,6 +241,10 @@ func (m *Memory) Set(_ context.Context, key, scope string, value []byte, vec []f
 		}
 	}
 	rec := &memRecord{scope: scope, value: value, expiresAt: m.cfg.Now().Add(ttl), hasVector: vec != nil}
+	size := m.recordBytes(key, rec)
+	if m.cfg.MaxBytes > 0 && size > m.cfg.MaxBytes {
+		return fmt.Errorf("%w: entry of %d bytes, MaxBytes %d", ErrTooLarge, size, m.cfg.MaxBytes)
+	}
 
 	m.wmu.Lock()
 	defer m.wmu.Unlock()
@@ -211,6 +255,11 @@ func (m *Memory) Set(_ context.Context, key, scope string, value []byte, vec []f
 		// A replacement is not reported as an eviction; untag here: the
 		// new answer does not inherit the old one's tags.
 		m.untagLocked(key, old)
+		m.bytes -= m.recordBytes(key, old)
+	}
+	m.bytes += size
+	for m.cfg.MaxBytes > 0 && m.bytes > m.cfg.MaxBytes && m.lru.Len() > 1 {
+		m.lru.RemoveOldest() // the callback collects it as an eviction
 	}
 	evKeys, evRecs := m.takeEvictedLocked()
 	// Only Add evicts: Remove and Purge, which also call the LRU's
@@ -238,6 +287,7 @@ func (m *Memory) Set(_ context.Context, key, scope string, value []byte, vec []f
 			m.lru.Remove(key)
 			if hadOld {
 				m.lru.Add(key, old)
+				m.bytes += m.recordBytes(key, old)
 				m.linkTagsLocked(key, old)
 			}
 			m.evicted, m.evictedRecs = m.evicted[:0], m.evictedRecs[:0]

@@ -733,3 +733,47 @@ func TestMemoryEvictionAndExpiryCounts(t *testing.T) {
 	}
 	want(2, 2)
 }
+
+// TestMemoryMaxBytes: past MaxBytes the least recently used entries are
+// evicted (with their vectors), Bytes stays within the bound, an entry
+// larger than the bound alone is refused and changes nothing.
+func TestMemoryMaxBytes(t *testing.T) {
+	ctx := context.Background()
+	m, err := NewMemory(MemoryConfig{Dim: 4, MaxBytes: 10_000, SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	val := make([]byte, 2000)
+	for i := range 10 {
+		if err := m.Set(ctx, fmt.Sprintf("k%d", i), "s", val, []float32{1, float32(i), 0, 0}, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b := m.Bytes(); b > 10_000 || b == 0 {
+		t.Errorf("Bytes %d, want in (0, 10000]", b)
+	}
+	if _, ok, _ := m.Get(ctx, "k0"); ok {
+		t.Error("the oldest entry survived the byte bound")
+	}
+	if _, ok, _ := m.Get(ctx, "k9"); !ok {
+		t.Error("the newest entry was evicted")
+	}
+	n, _ := m.Len(ctx)
+	if ev := m.Evictions(); ev == 0 || int(ev)+n != 10 {
+		t.Errorf("%d evictions and %d entries, want them to add up to 10", ev, n)
+	}
+	before := m.Bytes()
+	if err := m.Set(ctx, "huge", "s", make([]byte, 20_000), nil, time.Hour); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("an entry over the bound: %v, want ErrTooLarge", err)
+	}
+	if m.Bytes() != before {
+		t.Errorf("a refused entry changed Bytes %d -> %d", before, m.Bytes())
+	}
+	for i := range 10 {
+		m.Delete(ctx, fmt.Sprintf("k%d", i))
+	}
+	if m.Bytes() != 0 {
+		t.Errorf("Bytes %d after deleting everything, want 0", m.Bytes())
+	}
+}

@@ -95,12 +95,23 @@ type Config struct {
 	// no guards; DefaultGuardsConfig is what `semcache serve` uses. It is
 	// used by the default Comparer and ignored when Compare is set.
 	Guards *Guards
+	// MaxEmbedBytes is the longest question, in bytes, that is embedded
+	// for the semantic tier; a longer one uses the exact tier only (a miss
+	// of the semantic tier is the safe side, and embedding 4 MiB on the
+	// request path cost about 1.1 s of CPU with the local embedder). 0
+	// means DefaultMaxEmbedBytes; negative is an error.
+	MaxEmbedBytes int
 	// Compare decides whether a neighbour at or above the threshold may
 	// answer (see Comparer), under either policy; each refusal is counted
 	// by reason in Stats and the next neighbour is tried. nil means
 	// NewComparator(Guards, the cache's embedder).
 	Compare Comparer
 }
+
+// DefaultMaxEmbedBytes is Config.MaxEmbedBytes' default, 32 KiB: about
+// 8,000 tokens of English, far beyond a question, while the text of a
+// pasted document or log is left to the exact tier.
+const DefaultMaxEmbedBytes = 32 << 10
 
 // similarityTolerance absorbs float32 rounding in dot products of unit
 // vectors (identical texts give 0.99999994), so that Threshold 1.0 is
@@ -151,6 +162,12 @@ func New(cfg Config, emb Embedder, store Store) (*Cache, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.MaxEmbedBytes < 0 {
+		return nil, fmt.Errorf("semantic: MaxEmbedBytes %d: must not be negative", cfg.MaxEmbedBytes)
+	}
+	if cfg.MaxEmbedBytes == 0 {
+		cfg.MaxEmbedBytes = DefaultMaxEmbedBytes
 	}
 	if cfg.Compare == nil {
 		cmp, err := NewComparator(cfg.Guards, emb)
@@ -429,7 +446,7 @@ func (c *Cache) lookupOrFetch(ctx context.Context, id Identity, o Options, fetch
 	}
 	var vec []float32
 	var lookup Result
-	if wantsVector(id, o) {
+	if c.wantsVector(id, o) {
 		var ok bool
 		vec, lookup, ok = c.semantic(ctx, id, o)
 		if ok {
@@ -479,8 +496,8 @@ func (c *Cache) settleMiss(ctx context.Context, miss Result, id Identity, o Opti
 // its prompt embedded: for the semantic lookup, and for the vector stored
 // with the answer (an exact-mode request still makes its entry findable by
 // later semantic requests).
-func wantsVector(id Identity, o Options) bool {
-	return id.Semantic && (!o.NoStore || (o.Mode != ModeExact && !o.SkipLookup))
+func (c *Cache) wantsVector(id Identity, o Options) bool {
+	return id.Semantic && len(id.Prompt) <= c.cfg.MaxEmbedBytes && (!o.NoStore || (o.Mode != ModeExact && !o.SkipLookup))
 }
 
 // keep stores up under id with vec when it is a complete answer (see
@@ -495,10 +512,14 @@ func (c *Cache) keep(ctx context.Context, id Identity, o Options, up Upstream, s
 	if !ok || o.NoStore {
 		return false, nil // incomplete, or the client asked for no copy
 	}
+	prompt := id.Normalized
+	if vec == nil {
+		prompt = "" // only the semantic tier compares prompts: an exact-only entry does not keep its text
+	}
 	e := Entry{
 		Key:              id.Key,
 		Scope:            id.Scope,
-		Prompt:           id.Normalized,
+		Prompt:           prompt,
 		Model:            id.Model,
 		Response:         string(up.Body),
 		ContentType:      up.ContentType,

@@ -65,6 +65,7 @@ type Verdict struct {
 //     one-line template), step 3 applies to what is left.
 //  5. Otherwise sim itself must reach the threshold and the guards
 //     compare the whole prompts.
+//  6. The guards compare what was compared in step 3 or 5.
 //
 // A Comparator is immutable and safe for concurrent use.
 type Comparator struct {
@@ -138,6 +139,71 @@ func (c *Comparator) Compare(ctx context.Context, query, cached string, sim, thr
 		}
 	}
 	return v, nil
+}
+
+// maxSubstituted is the most content words substitutedWords looks at:
+// more than that is a different text, which the similarity judges.
+const maxSubstituted = 2
+
+// substitutedWords reports whether a and b have the same content words
+// (see contentWords) in the same order but for one or two positions whose
+// words are not spellings of one another (see spellingVariant). A lexical
+// embedder scores such texts by what they share, so a long sentence with
+// "quiet" for "loud" or "exchange" for "return" stays above any
+// threshold. Spelling variants and typos ("canceled" / "cancelled",
+// "acount" / "account") pass; synonyms do not ("change" / "update"): a
+// miss is the safe side.
+func substitutedWords(a, b string) bool {
+	ca := contentWords(roleStems(guardWords(guardNormalize(a))))
+	cb := contentWords(roleStems(guardWords(guardNormalize(b))))
+	if len(ca) != len(cb) {
+		return false
+	}
+	var xs, ys []string
+	for i := range ca {
+		if ca[i] != cb[i] {
+			xs, ys = append(xs, ca[i]), append(ys, cb[i])
+		}
+	}
+	if len(xs) == 0 || len(xs) > maxSubstituted || slices.Equal(sortedCopy(xs), sortedCopy(ys)) {
+		return false // the same, another text, or the same words reordered (the roles guard's)
+	}
+	for i := range xs {
+		if !spellingVariant(xs[i], ys[i]) {
+			return true
+		}
+	}
+	return false
+}
+
+// spellingVariant reports whether two words are within the edit distance
+// of a spelling variant or a typo: one edit per five letters of the
+// shorter word (none below five letters: "shop" / "stop" differ).
+func spellingVariant(x, y string) bool {
+	rx, ry := []rune(x), []rune(y)
+	return levenshtein(rx, ry) <= min(len(rx), len(ry))/5
+}
+
+// levenshtein is the edit distance (insertions, deletions, substitutions)
+// of a and b.
+func levenshtein(a, b []rune) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // Shared stretches trimShared must find before the comparison looks at

@@ -35,7 +35,11 @@ const (
 	FlipLiteral  = "literal"
 	FlipOpposite = "opposite"
 	FlipRoles    = "roles"
-	flipToken    = "token:"
+	// FlipSubstitution: the texts are the same but for one or two content
+	// words that are not spellings of one another ("set the sound to
+	// loud" / "to quiet" in an otherwise long shared sentence).
+	FlipSubstitution = "substitution"
+	flipToken        = "token:"
 )
 
 // GuardsConfig configures NewGuards. The zero value guards negation with
@@ -78,6 +82,15 @@ type GuardsConfig struct {
 	// other's words ("from London to Paris" vs "from Paris to London")
 	// are refused.
 	Roles bool
+	// Substitution turns on the substitution guard: texts whose content
+	// words (pronouns, articles, auxiliaries and prepositions left out)
+	// are the same in the same order but for one or two positions must
+	// have spellings of one another there (one edit per five letters:
+	// "canceled" / "cancelled", "acount" / "account"), else they are
+	// refused. A lexical embedder scores a long sentence with "quiet" for
+	// "loud" by all it shares; synonyms ("change" / "update") are refused
+	// too, the safe side.
+	Substitution bool
 	// Extra are single words that change the answer (e.g. "monthly",
 	// "yearly", "delete"): each must be present in both texts or in
 	// neither. Normalised like Negations; an entry that is not exactly one
@@ -92,15 +105,15 @@ type GuardsConfig struct {
 // labelled pair set are in benchmarks/RESULTS.md ("Guards at the default
 // settings").
 func DefaultGuardsConfig() GuardsConfig {
-	return GuardsConfig{Numbers: true, Literals: true, Opposites: true, Roles: true}
+	return GuardsConfig{Numbers: true, Literals: true, Opposites: true, Roles: true, Substitution: true}
 }
 
 // DefaultGuardKinds is DefaultGuardsConfig as a ParseGuardKinds list: the
 // default of `semcache serve --guards`.
-const DefaultGuardKinds = "negation,literals,opposites,roles"
+const DefaultGuardKinds = "negation,literals,opposites,roles,substitution"
 
 // GuardKindNames lists the kinds ParseGuardKinds accepts, for messages.
-const GuardKindNames = "negation, numbers, literals, opposites and roles"
+const GuardKindNames = "negation, numbers, literals, opposites, roles and substitution"
 
 // ParseGuardKinds returns the GuardsConfig of a comma list of guard kinds
 // (negation, numbers, literals, opposites, roles; "none" for none) and
@@ -123,6 +136,8 @@ func ParseGuardKinds(list string) (GuardsConfig, bool, error) {
 			cfg.Opposites = true
 		case "roles":
 			cfg.Roles = true
+		case "substitution":
+			cfg.Substitution = true
 		default:
 			return cfg, false, fmt.Errorf("%w: guard kind %q: want none or a comma list of %s", ErrGuardsConfig, k, GuardKindNames)
 		}
@@ -140,6 +155,7 @@ type Guards struct {
 	literals  bool
 	opposites opposites // nil when the opposite guard is off
 	roles     bool
+	subst     bool
 	extra     []string // normalised, in config order, without duplicates
 }
 
@@ -150,7 +166,7 @@ func NewGuards(cfg GuardsConfig) (*Guards, error) {
 		negs = DefaultNegations
 	}
 	g := &Guards{negations: make(map[string]bool, len(negs)), numbers: cfg.Numbers || cfg.Literals,
-		literals: cfg.Literals, roles: cfg.Roles}
+		literals: cfg.Literals, roles: cfg.Roles, subst: cfg.Substitution}
 	if cfg.Opposites {
 		pairs := cfg.OppositePairs
 		if pairs == nil {
@@ -235,6 +251,14 @@ func (g *Guards) Flip(query, cached string) (reason string, flipped bool) {
 		if _, ok := swapped(allQ, allC); ok {
 			return FlipRoles, true
 		}
+		// The same numbers in another order: "subtract 5 from 10" /
+		// "subtract 10 from 5", "is 7 greater than 3" / "is 3 greater than 7".
+		if qn, cn := numbersInOrder(q), numbersInOrder(c); !slices.Equal(qn, cn) && slices.Equal(sortedCopy(qn), sortedCopy(cn)) {
+			return FlipRoles, true
+		}
+	}
+	if g.subst && substitutedWords(query, cached) {
+		return FlipSubstitution, true
 	}
 	for _, e := range g.extra {
 		if slices.Contains(qw, e) != slices.Contains(cw, e) {
@@ -299,6 +323,20 @@ func guardWords(s string) []string {
 // guardNumbers returns the canonical numbers of normalised text s (see
 // GuardsConfig.Numbers), sorted.
 func guardNumbers(s string) []string {
+	out := numbersInOrder(s)
+	slices.Sort(out)
+	return out
+}
+
+func sortedCopy(s []string) []string {
+	c := slices.Clone(s)
+	slices.Sort(c)
+	return c
+}
+
+// numbersInOrder returns the canonical numbers of normalised text s in
+// the order they appear.
+func numbersInOrder(s string) []string {
 	rs := []rune(s)
 	var out []string
 	isDigit := func(i int) bool { return i >= 0 && i < len(rs) && rs[i] >= '0' && rs[i] <= '9' }
@@ -368,6 +406,5 @@ func guardNumbers(s string) []string {
 		}
 		out = append(out, sign+cur+n+suffix)
 	}
-	slices.Sort(out)
 	return out
 }

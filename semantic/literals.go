@@ -51,6 +51,10 @@ var (
 	// ticket, policy or model id: INC-0012345, POL-77-3391-A, gpt-4o); the
 	// literal guard compares those holding a letter and a digit, case-folded.
 	reIdent = regexp.MustCompile(`[A-Za-z0-9]+(?:[-_/.][A-Za-z0-9]+)+`)
+	// reCall is a function call written without backticks, "foo(a, b)",
+	// "x.upper()": code, whose argument order and case matter. A word and
+	// a parenthesis apart ("shipping (free)") is prose.
+	reCall = regexp.MustCompile(`[A-Za-z_][\w.]*\([^()\n]{0,200}\)`)
 	// reTokenRun is a run that may be a case-sensitive token: letters,
 	// digits, underscores and the base64 alphabet's + / = and -.
 	reTokenRun = regexp.MustCompile(`[A-Za-z0-9_+/=-]+`)
@@ -73,13 +77,29 @@ func literalSpans(s string) []span {
 			out = append(out, span{a, b, k})
 		}
 	}
-	for _, m := range reFenced.FindAllStringIndex(s, -1) {
+	// Each pattern runs only when the text holds what it needs (a cheap
+	// substring test), so prose pays for the token scan alone.
+	has := func(subs ...string) bool {
+		for _, x := range subs {
+			if strings.Contains(s, x) {
+				return true
+			}
+		}
+		return false
+	}
+	find := func(re *regexp.Regexp, subs ...string) [][]int {
+		if !has(subs...) {
+			return nil
+		}
+		return re.FindAllStringSubmatchIndex(s, -1)
+	}
+	for _, m := range find(reFenced, "```") {
 		add(m[0], m[1], spanCode)
 	}
-	for _, m := range reInline.FindAllStringIndex(s, -1) {
+	for _, m := range find(reInline, "`") {
 		add(m[0], m[1], spanCode)
 	}
-	for _, m := range reURL.FindAllStringIndex(s, -1) {
+	for _, m := range find(reURL, "://", "www.", "WWW.", "data:", "DATA:") {
 		// Sentence punctuation after a URL is not part of it.
 		end := m[1]
 		for end > m[0] && strings.ContainsRune(".,;:!?)]}'\"", rune(s[end-1])) {
@@ -87,17 +107,20 @@ func literalSpans(s string) []span {
 		}
 		add(m[0], end, spanURL)
 	}
-	for _, m := range reEmail.FindAllStringIndex(s, -1) {
+	for _, m := range find(reCall, "(") {
+		add(m[0], m[1], spanCode)
+	}
+	for _, m := range find(reEmail, "@") {
 		add(m[0], m[1], spanEmail)
 	}
-	for _, m := range rePath.FindAllStringSubmatchIndex(s, -1) {
+	for _, m := range find(rePath, "/", "\\") {
 		end := m[3]
 		for end > m[2] && strings.ContainsRune(".,;:!?)]}'\"", rune(s[end-1])) {
 			end--
 		}
 		add(m[2], end, spanPath)
 	}
-	for _, m := range reQuoted.FindAllStringSubmatchIndex(s, -1) {
+	for _, m := range find(reQuoted, "\"", "'", "“", "‘") {
 		if m[2] >= 0 { // the single-quote form: its group is the quote
 			add(m[2], m[3], spanQuoted)
 		} else {

@@ -181,7 +181,7 @@ func (o opposites) flip(q, c map[string]bool) (string, bool) {
 // London", "convert USD into EUR" / "EUR into USD", "Java vs Go" / "Go vs
 // Java", "is a bigger than b" / "is b bigger than a", "the dollar against
 // the euro" / "the euro against the dollar".
-var roleWords = []string{"from", "to", "into", "vs", "versus", "than", "over", "against", "before", "after"}
+var roleWords = []string{"from", "to", "into", "vs", "versus", "than", "over", "against", "before", "after", "with", "by"}
 
 // roleSkip are the words skipped after a connector to reach the word in
 // its role ("from the savings account": savings).
@@ -246,11 +246,12 @@ func isRoleWord(w string) bool {
 //
 // It also fires when the texts' content words (stems, without function
 // words such as pronouns and articles) are the same and
-//   - one sequence is the other with two words exchanged everywhere, one
-//     of them used at least twice: "does the tenant pay the landlord's
-//     fees if the tenant loses" / the same with tenant and landlord
-//     exchanged (a plain transposition, "Visa and Mastercard" /
-//     "Mastercard and Visa", is a rewording and does not count); or
+//   - one sequence is the other with two words exchanged everywhere,
+//     either apart ("can a landlord sue a tenant" / "can a tenant sue a
+//     landlord") or used more than once ("does the tenant pay the
+//     landlord's fees if the tenant loses"); neighbours swapped ("Visa
+//     and Mastercard" / "Mastercard and Visa", "card payment" / "payment
+//     card") are word order and do not count; or
 //   - a subject pronoun in one is the object pronoun in the other: "can my
 //     landlord sue me" / "can I sue my landlord".
 func swapped(qw, cw []string) (string, bool) {
@@ -347,8 +348,8 @@ func exchanged(a, b []string) bool {
 	if !contains(a, y) || !contains(b, x) {
 		return false // a word replaced, not two exchanged
 	}
-	if count(a, x)+count(a, y) < 3 {
-		return false // a transposition: word order, not roles
+	if count(a, x)+count(a, y) < 3 && adjacent(a, x, y) {
+		return false // neighbours swapped: word order ("card payment" / "payment card"), not roles
 	}
 	for j := range a {
 		want := a[j]
@@ -376,6 +377,13 @@ func isNumberWord(w string) bool {
 		}
 	}
 	return w != ""
+}
+
+// adjacent reports whether x and y (each once in ws) are next to each
+// other in ws.
+func adjacent(ws []string, x, y string) bool {
+	i, j := slices.Index(ws, x), slices.Index(ws, y)
+	return i-j == 1 || j-i == 1
 }
 
 func count(ws []string, w string) int {

@@ -59,6 +59,9 @@ func (n Normalization) split(text string) (question, context string) {
 	if n.WholeMessage {
 		return text, ""
 	}
+	if !strings.ContainsAny(text, ":：\n") {
+		return text, "" // no label and no paragraph: nothing to split
+	}
 	masked := maskFences(text)
 	if ms := reQuestionLabel.FindAllStringIndex(masked, -1); ms != nil {
 		start := ms[len(ms)-1][1]

@@ -3,6 +3,7 @@ package semantic
 import (
 	"context"
 	"math"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -86,7 +87,7 @@ type Stats struct {
 
 // RefusalReasons is the bounded set of refusal reasons, in the order of
 // Stats.Refusals: the label values of semcache_guard_refusals_total.
-var RefusalReasons = [...]string{FlipNegation, FlipNumber, FlipLiteral, FlipOpposite, FlipRoles, "token", RefusedContext, RefusedTemplate}
+var RefusalReasons = [...]string{FlipNegation, FlipNumber, FlipLiteral, FlipOpposite, FlipRoles, FlipSubstitution, "token", RefusedContext, RefusedTemplate}
 
 // countGuard counts one refusal by its reason (see Comparer).
 func (s *Stats) countGuard(reason string) {
@@ -99,7 +100,7 @@ func (s *Stats) countGuard(reason string) {
 			return
 		}
 	}
-	s.Refusals[5].Add(1) // an unknown reason of a custom Comparer: counted as a token
+	s.Refusals[slices.Index(RefusalReasons[:], "token")].Add(1) // an unknown reason of a custom Comparer: counted as a token
 }
 
 // Refused returns the refusals counted for reason (one of RefusalReasons).
@@ -126,14 +127,17 @@ func (c *Cache) Stats() *Stats { return &c.stats }
 // Snapshot is a point-in-time copy of Stats plus derived figures, in the
 // shape of GET /api/v1/cache/stats.
 type Snapshot struct {
-	Requests              int64   `json:"requests"`
-	Hits                  int64   `json:"hits"`
-	ExactHits             int64   `json:"exact_hits"`
-	SemanticHits          int64   `json:"semantic_hits"`
-	Misses                int64   `json:"misses"`
-	Bypasses              int64   `json:"bypasses"`
-	HitRate               float64 `json:"hit_rate"` // hits / requests, 0 when no requests
-	Entries               int     `json:"entries"`  // -1 when the store could not count
+	Requests     int64   `json:"requests"`
+	Hits         int64   `json:"hits"`
+	ExactHits    int64   `json:"exact_hits"`
+	SemanticHits int64   `json:"semantic_hits"`
+	Misses       int64   `json:"misses"`
+	Bypasses     int64   `json:"bypasses"`
+	HitRate      float64 `json:"hit_rate"` // hits / requests, 0 when no requests
+	Entries      int     `json:"entries"`  // -1 when the store could not count
+	// StoreBytes is what the entries count against the memory backend's
+	// byte bound (--max-bytes); -1 on stores that do not report it.
+	StoreBytes            int64   `json:"store_bytes"`
 	UpstreamCalls         int64   `json:"upstream_calls"`
 	UpstreamErrors        int64   `json:"upstream_errors"`
 	LookupErrors          int64   `json:"lookup_errors"`
@@ -180,14 +184,15 @@ type Snapshot struct {
 // comparison (context: the text around the question changed; template:
 // the part that differs under a shared template is not similar enough).
 type GuardRefusals struct {
-	Negation int64 `json:"negation"`
-	Number   int64 `json:"number"`
-	Literal  int64 `json:"literal"`
-	Opposite int64 `json:"opposite"`
-	Roles    int64 `json:"roles"`
-	Token    int64 `json:"token"`
-	Context  int64 `json:"context"`
-	Template int64 `json:"template"`
+	Negation     int64 `json:"negation"`
+	Number       int64 `json:"number"`
+	Literal      int64 `json:"literal"`
+	Opposite     int64 `json:"opposite"`
+	Roles        int64 `json:"roles"`
+	Token        int64 `json:"token"`
+	Context      int64 `json:"context"`
+	Template     int64 `json:"template"`
+	Substitution int64 `json:"substitution"`
 }
 
 // Snapshot copies the counters and counts the live entries.
@@ -209,14 +214,15 @@ func (c *Cache) Snapshot(ctx context.Context) Snapshot {
 		CostSavedUSD:          float64(s.CostSavedMicroUSD.Load()) / 1e6,
 		UnpricedHits:          s.UnpricedHits.Load(),
 		GuardRefusals: GuardRefusals{
-			Negation: s.Refused(FlipNegation),
-			Number:   s.Refused(FlipNumber),
-			Literal:  s.Refused(FlipLiteral),
-			Opposite: s.Refused(FlipOpposite),
-			Roles:    s.Refused(FlipRoles),
-			Token:    s.Refused("token"),
-			Context:  s.Refused(RefusedContext),
-			Template: s.Refused(RefusedTemplate),
+			Negation:     s.Refused(FlipNegation),
+			Number:       s.Refused(FlipNumber),
+			Literal:      s.Refused(FlipLiteral),
+			Opposite:     s.Refused(FlipOpposite),
+			Roles:        s.Refused(FlipRoles),
+			Token:        s.Refused("token"),
+			Context:      s.Refused(RefusedContext),
+			Template:     s.Refused(RefusedTemplate),
+			Substitution: s.Refused(FlipSubstitution),
 		},
 		Policy:        string(c.Policy()),
 		Explorations:  s.Explorations.Load(),
@@ -251,6 +257,10 @@ func (c *Cache) Snapshot(ctx context.Context) Snapshot {
 		n = -1
 	}
 	out.Entries = n
+	out.StoreBytes = -1
+	if b, ok := c.store.(interface{ Bytes() int64 }); ok {
+		out.StoreBytes = b.Bytes()
+	}
 	return out
 }
 

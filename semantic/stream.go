@@ -34,7 +34,7 @@ func (c *Cache) Lookup(ctx context.Context, id Identity, o Options) (Result, []f
 	}
 	var vec []float32
 	var lookup Result
-	if wantsVector(id, o) {
+	if c.wantsVector(id, o) {
 		var ok bool
 		vec, lookup, ok = c.semantic(ctx, id, o)
 		if ok {

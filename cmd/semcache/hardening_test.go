@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -177,5 +179,85 @@ func TestUpstreamPasswordNotLogged(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), "PASSWORD") || !strings.Contains(logs.String(), "REDACTED@127.0.0.1:9") {
 		t.Errorf("log:\n%s", logs.String())
+	}
+}
+
+// TestMemoryStaysWithinTheByteBound sends 200 requests of 1 MiB through
+// `semcache serve` (half refused by the upstream with 401, half answered
+// with a 1 MiB answer, every prompt different) with --max-bytes 16 MiB,
+// and checks that afterwards the Go heap holds no more than the bound plus
+// heapSlack over what it held before: refused prompts leave nothing, the
+// embedding cache keeps no texts (prompts over --max-embed-bytes are not
+// embedded), and the stored answers are evicted at the bound.
+func TestMemoryStaysWithinTheByteBound(t *testing.T) {
+	const (
+		maxBytes  = 16 << 20
+		heapSlack = 24 << 20 // the server's and client's buffers, the runtime; see the README's memory figures
+	)
+	big := strings.Repeat("x", 1<<20)
+	up := http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		if r.Header.Get("Authorization") == "Bearer bad" {
+			w.WriteHeader(http.StatusUnauthorized)
+			w.Write([]byte(`{"error":{"message":"bad key","type":"invalid_request_error"}}`))
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"id":"x","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"` + big + `"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`))
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go up.Serve(ln)
+	defer up.Close()
+	host := serveArgs(t, "--upstream", "http://"+ln.Addr().String()+"/v1", "--max-bytes", "16777216", "--max-body-bytes", "2097152")
+	heap := func() uint64 {
+		runtime.GC()
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	before := heap()
+	client := &http.Client{}
+	for i := range 200 {
+		body := `{"model":"m","messages":[{"role":"user","content":"` + strconv.Itoa(i) + big + `"}]}`
+		req, _ := http.NewRequest(http.MethodPost, "http://"+host+"/v1/chat/completions", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		key := "Bearer good"
+		if i%2 == 0 {
+			key = "Bearer bad"
+		}
+		req.Header.Set("Authorization", key)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if want := map[bool]int{true: 401, false: 200}[i%2 == 0]; resp.StatusCode != want {
+			t.Fatalf("request %d: status %d, want %d", i, resp.StatusCode, want)
+		}
+	}
+	client.CloseIdleConnections()
+	after := heap()
+	var stats struct {
+		StoreBytes int64 `json:"store_bytes"`
+		Evictions  int64 `json:"evictions"`
+	}
+	resp, err := http.Get("http://" + host + "/api/v1/cache/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	json.NewDecoder(resp.Body).Decode(&stats)
+	resp.Body.Close()
+	grown := int64(after) - int64(before)
+	t.Logf("heap %d -> %d bytes (grown %.1f MiB); store %d bytes, %d evictions", before, after, float64(grown)/(1<<20), stats.StoreBytes, stats.Evictions)
+	if stats.StoreBytes > maxBytes || stats.Evictions == 0 {
+		t.Errorf("store holds %d bytes after %d evictions, want <= %d after some", stats.StoreBytes, stats.Evictions, maxBytes)
+	}
+	if grown > maxBytes+heapSlack {
+		t.Errorf("the heap grew by %.1f MiB, more than the %d MiB bound plus %d MiB", float64(grown)/(1<<20), maxBytes>>20, heapSlack>>20)
 	}
 }

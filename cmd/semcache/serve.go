@@ -65,6 +65,8 @@ type serveConfig struct {
 	ttlRules        string
 	pricing         string
 	maxEntries      int
+	maxBytes        int64
+	maxEmbedBytes   int
 	maxBodyBytes    int64
 	maxStreamBytes  int64
 	upstreamTimeout time.Duration
@@ -132,6 +134,8 @@ var envFlags = map[string]string{
 	"max-ttl":               "SEMCACHE_MAX_TTL",
 	"ttl-rules":             "SEMCACHE_TTL_RULES",
 	"pricing":               "SEMCACHE_PRICING",
+	"max-bytes":             "SEMCACHE_MAX_BYTES",
+	"max-embed-bytes":       "SEMCACHE_MAX_EMBED_BYTES",
 	"max-entries":           "SEMCACHE_MAX_ENTRIES",
 	"max-stream-bytes":      "SEMCACHE_MAX_STREAM_BYTES",
 	"max-body-bytes":        "SEMCACHE_MAX_BODY_BYTES",
@@ -200,6 +204,8 @@ func parseServe(args []string, getenv func(string) string, help io.Writer) (serv
 	fs.StringVar(&c.pricing, "pricing", "default", "model prices that turn tokens saved into dollars saved: default (the built-in OpenAI list prices, docs/pricing.md), none, or a JSON pricing file")
 	durationFlag(fs, &c.maxTTL, "max-ttl", 24*time.Hour, "largest entry lifetime a request (X-Semcache-TTL) or a TTL rule may give")
 	intFlag(fs, &c.maxEntries, "max-entries", 100000, "maximum entries held by the memory backend (LRU beyond)")
+	intFlag(fs, &c.maxEmbedBytes, "max-embed-bytes", semantic.DefaultMaxEmbedBytes, "longest question, in bytes, embedded for the semantic tier; longer ones use the exact tier only")
+	int64Flag(fs, &c.maxBytes, "max-bytes", 1<<30, "bytes the memory backend's entries may hold (answers, keys, vectors; LRU beyond; 0: no byte bound)")
 	int64Flag(fs, &c.maxStreamBytes, "max-stream-bytes", 4<<20, "largest streamed answer recorded for the cache, in bytes of the event stream; longer ones are relayed but not stored")
 	int64Flag(fs, &c.maxBodyBytes, "max-body-bytes", 4<<20, "largest request body accepted, in bytes (413 beyond)")
 	durationFlag(fs, &c.upstreamTimeout, "upstream-timeout", 120*time.Second, "bound on one upstream chat completion")
@@ -321,6 +327,12 @@ func (c *serveConfig) validate() error {
 	}
 	if c.ttl > c.maxTTL {
 		return fmt.Errorf("--ttl %v is above --max-ttl %v", c.ttl, c.maxTTL)
+	}
+	if c.maxEmbedBytes <= 0 {
+		return fmt.Errorf("--max-embed-bytes %d: must be > 0", c.maxEmbedBytes)
+	}
+	if c.maxBytes < 0 {
+		return fmt.Errorf("--max-bytes %d: must not be negative", c.maxBytes)
 	}
 	if c.maxEntries <= 0 {
 		return fmt.Errorf("--max-entries %d: must be > 0", c.maxEntries)
@@ -647,7 +659,7 @@ func (c *serveConfig) newStore(ctx context.Context, emb semantic.Embedder, log *
 		return r, nil
 	}
 	m, err := index.NewMemory(index.MemoryConfig{
-		Dim: emb.Dim(), MaxEntries: c.maxEntries, Index: c.indexKind,
+		Dim: emb.Dim(), MaxEntries: c.maxEntries, MaxBytes: c.maxBytes, Index: c.indexKind,
 		HNSW: index.HNSWConfig{M: c.hnswM, EfConstruction: c.hnswEfConstr, EfSearch: c.hnswEfRuntime},
 	})
 	if err != nil {
@@ -721,7 +733,7 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func
 	policy, adaptive := cfg.policyConfig(emb)
 	cache, err := semantic.New(semantic.Config{
 		Threshold: cfg.thresholdValue(), TopK: cfg.topK, TTL: cfg.ttl,
-		UpstreamTimeout: cfg.upstreamTimeout, Normalization: norm, Logger: log,
+		UpstreamTimeout: cfg.upstreamTimeout, Normalization: norm, Logger: log, MaxEmbedBytes: cfg.maxEmbedBytes,
 		Pricing: pricing, Policy: policy, Adaptive: adaptive, Guards: guards,
 	}, emb, store)
 	if err != nil {

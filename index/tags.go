@@ -128,20 +128,35 @@ func (m *Memory) untagLocked(key string, r *memRecord) {
 // In Redis, a tag is a SET of entry keys under Prefix + "t:" + tag, so Flush
 // (which deletes everything under Prefix) deletes the tags too. A set's
 // expiry is only ever extended, to the TTL of its longest-lived member, so
-// the set outlives every entry it names. Members are not removed when their
-// entry expires or is replaced: such a stale member is harmless, since
-// DeleteTag deleting a key that is gone is a no-op, and deleting a later
-// entry stored under the same key costs one upstream call, never a wrong
-// answer.
+// the set outlives every entry it names. Members whose entry expired, was
+// evicted (allkeys-lru) or replaced are trimmed as the set is written: each
+// Tag samples tagTrimSample members and removes those whose entry is gone.
+// Each write adds one member and removes about tagTrimSample times the dead
+// share, so the dead share settles near 1/tagTrimSample and a set holds
+// about 1.15 times its live members (TestRedisTagSetsStayBounded allows
+// 1.5). A stale member meanwhile is harmless: DeleteTag deleting a key that
+// is gone is a no-op.
 
 func (r *Redis) tagKey(tag string) string { return r.cfg.Prefix + "t:" + tag }
 
-// tagScript adds ARGV[1] (an entry key) to every set in KEYS and raises each
-// set's expiry to ARGV[2] milliseconds when it is lower or unset. A script
-// rather than PEXPIRE NX/GT so that Redis 6.2 (Redis Stack 6.2) works too.
+// tagTrimSample is how many members Tag checks per set and write.
+const tagTrimSample = 8
+
+// tagScript adds ARGV[1] (an entry key) to every set in KEYS, removes
+// sampled members (ARGV[4] of them) whose entry, ARGV[3] .. member, no
+// longer exists, and raises each set's expiry to ARGV[2] milliseconds when
+// it is lower or unset. A script rather than PEXPIRE NX/GT so that Redis
+// 6.2 (Redis Stack 6.2) works too. It reads entry keys not listed in KEYS,
+// which standalone Redis allows (the Redis backend does not support
+// Cluster).
 var tagScript = redis.NewScript(`
 for _, k in ipairs(KEYS) do
   redis.call('SADD', k, ARGV[1])
+  for _, m in ipairs(redis.call('SRANDMEMBER', k, tonumber(ARGV[4]))) do
+    if m ~= ARGV[1] and redis.call('EXISTS', ARGV[3] .. m) == 0 then
+      redis.call('SREM', k, m)
+    end
+  end
   if redis.call('PTTL', k) < tonumber(ARGV[2]) then
     redis.call('PEXPIRE', k, ARGV[2])
   end
@@ -165,7 +180,7 @@ func (r *Redis) Tag(ctx context.Context, key string, tags []string, ttl time.Dur
 		keys[i] = r.tagKey(t)
 	}
 	ms := max(ttl.Milliseconds(), 1)
-	if err := tagScript.Run(ctx, r.rdb, keys, key, strconv.FormatInt(ms, 10)).Err(); err != nil {
+	if err := tagScript.Run(ctx, r.rdb, keys, key, strconv.FormatInt(ms, 10), r.cfg.Prefix+"e:", tagTrimSample).Err(); err != nil {
 		return fmt.Errorf("redis tag script: %w", err)
 	}
 	return nil

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -411,4 +413,61 @@ func TestRedisTagSets(t *testing.T) {
 	if n := raw.Exists(ctx, "other:t:doc:1").Val(); n != 1 {
 		t.Error("Flush deleted a key of another prefix")
 	}
+}
+
+// TestRedisTagSetsStayBounded stores far more tagged entries than fit
+// under maxmemory with allkeys-lru: Redis evicts entries, and the tag set
+// is trimmed as it is written, so it never names many more keys than
+// there are live entries (the bound documented at tagTrimSample).
+func TestRedisTagSetsStayBounded(t *testing.T) {
+	srv := startTagRedis(t)
+	ctx := context.Background()
+	r := newTagRedis(t, srv)
+	opts, err := redis.ParseURL(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := redis.NewClient(opts)
+	defer raw.Close()
+	if err := raw.ConfigSet(ctx, "maxmemory-policy", "allkeys-lru").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := raw.ConfigSet(ctx, "maxmemory", "4mb").Err(); err != nil {
+		t.Fatal(err)
+	}
+	val := []byte(strings.Repeat("v", 2000))
+	for i := range 6000 {
+		key := fmt.Sprintf("k%05d", i)
+		if err := r.Set(ctx, key, "scope", val, nil, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Tag(ctx, key, []string{"ns"}, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evicted, _ := strconv.Atoi(infoField(raw.Info(ctx, "stats").Val(), "evicted_keys"))
+	members := raw.SMembers(ctx, "semcache:t:ns").Val()
+	live := 0
+	for _, m := range members {
+		if raw.Exists(ctx, "semcache:e:"+m).Val() == 1 {
+			live++
+		}
+	}
+	t.Logf("%d evicted keys; the tag set holds %d members, %d of them live", evicted, len(members), live)
+	if evicted < 1000 {
+		t.Fatalf("only %d keys evicted: the test did not run under memory pressure", evicted)
+	}
+	if live == 0 || float64(len(members)) > 1.5*float64(live)+tagTrimSample {
+		t.Errorf("tag set of %d members for %d live entries, want at most 1.5x", len(members), live)
+	}
+}
+
+// infoField returns the value of name in an INFO reply.
+func infoField(info, name string) string {
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
+			return v
+		}
+	}
+	return ""
 }

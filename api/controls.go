@@ -68,11 +68,16 @@ func (s *Server) parseControls(h http.Header) (controls, error) {
 		return c, err
 	}
 	c.tags = tags
+	// SSE clients (go-openai, browsers' EventSource) send "Cache-Control:
+	// no-cache" with "Accept: text/event-stream" on every stream, as a
+	// transport hint to proxies, not as a request to skip this cache: with
+	// that Accept, no-cache is ignored. max-age=0 still skips the lookup.
+	sse := strings.Contains(strings.ToLower(strings.Join(h.Values("Accept"), ",")), "text/event-stream")
 	for _, v := range h.Values("Cache-Control") {
 		for _, d := range strings.Split(v, ",") {
 			d = strings.ToLower(strings.TrimSpace(d))
 			switch {
-			case d == "no-cache":
+			case d == "no-cache" && !sse:
 				c.opts.SkipLookup = true
 			case d == "no-store":
 				c.opts.NoStore = true

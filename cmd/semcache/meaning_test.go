@@ -173,3 +173,44 @@ func checkRefusalCounted(t *testing.T, base, reason string) {
 		t.Errorf("/metrics lacks %s", line)
 	}
 }
+
+// TestGoOpenAIStreamGetsHits: go-openai sends Cache-Control: no-cache with
+// Accept: text/event-stream on every stream; the repeat of a streamed
+// request is still a hit, with the same text.
+func TestGoOpenAIStreamGetsHits(t *testing.T) {
+	cfg, err := parseServe([]string{"--listen", "127.0.0.1:0", "--sim-latency", "0s", "--sim-per-token-latency", "0s"}, env(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, _, stop := startServe(t, cfg)
+	defer stop()
+	oc := openai.DefaultConfig("sk-test")
+	oc.BaseURL = base + "/v1"
+	client := openai.NewClientWithConfig(oc)
+	var texts []string
+	for i, want := range []string{"MISS", "HIT"} {
+		st, err := client.CreateChatCompletionStream(context.Background(), openai.ChatCompletionRequest{
+			Model: "sim-1", Stream: true, Messages: []openai.ChatCompletionMessage{userText("What are your opening hours?")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := st.Header().Get("X-Semcache-Status"); got != want {
+			t.Errorf("stream %d: %s, want %s", i, got, want)
+		}
+		var b strings.Builder
+		for {
+			r, err := st.Recv()
+			if err != nil {
+				break
+			}
+			if len(r.Choices) > 0 {
+				b.WriteString(r.Choices[0].Delta.Content)
+			}
+		}
+		st.Close()
+		texts = append(texts, b.String())
+	}
+	if texts[0] == "" || texts[0] != texts[1] {
+		t.Errorf("streamed texts %q, want one non-empty text twice", texts)
+	}
+}

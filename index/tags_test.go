@@ -353,12 +353,7 @@ func TestRedisTagSets(t *testing.T) {
 	srv := startTagRedis(t)
 	ctx := context.Background()
 	r := newTagRedis(t, srv)
-	opts, err := redis.ParseURL(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw := redis.NewClient(opts)
-	defer raw.Close()
+	raw := rawRedis(t, srv)
 
 	tsSet(t, r, "a", memX)
 	if err := r.Tag(ctx, "a", []string{"doc:1"}, time.Hour); err != nil {
@@ -423,12 +418,7 @@ func TestRedisTagSetsStayBounded(t *testing.T) {
 	srv := startTagRedis(t)
 	ctx := context.Background()
 	r := newTagRedis(t, srv)
-	opts, err := redis.ParseURL(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw := redis.NewClient(opts)
-	defer raw.Close()
+	raw := rawRedis(t, srv)
 	if err := raw.ConfigSet(ctx, "maxmemory-policy", "allkeys-lru").Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -470,4 +460,17 @@ func infoField(info, name string) string {
 		}
 	}
 	return ""
+}
+
+// rawRedis returns a plain client of srv, closed at the end of the test,
+// to look at the keys the store wrote.
+func rawRedis(t *testing.T, srv *redistest.Server) *redis.Client {
+	t.Helper()
+	opts, err := redis.ParseURL(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := redis.NewClient(opts)
+	t.Cleanup(func() { raw.Close() })
+	return raw
 }

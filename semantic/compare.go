@@ -324,7 +324,7 @@ func diffSegments(a, b string) segmentDiff {
 	var d segmentDiff
 	common := false
 	for _, x := range am {
-		if contains(bm, x) {
+		if slices.Contains(bm, x) {
 			common = true
 			break
 		}

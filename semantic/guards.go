@@ -225,14 +225,15 @@ func (g *Guards) Flip(query, cached string) (reason string, flipped bool) {
 	// the literal guard covers the rest ("file not found" in quotes).
 	allQ, allC := guardWords(q), guardWords(c)
 	qw, cw := allQ, allC
+	var ql, cl literals
 	if g.literals {
-		qw, cw = guardWords(guardNormalize(maskLiterals(query))), guardWords(guardNormalize(maskLiterals(cached)))
+		ql, cl = textLiterals(query), textLiterals(cached)
+		qw, cw = guardWords(guardNormalize(ql.prose)), guardWords(guardNormalize(cl.prose))
 	}
 	if len(g.negations) > 0 && g.negated(qw) != g.negated(cw) {
 		return FlipNegation, true
 	}
 	if g.literals {
-		ql, cl := textLiterals(query), textLiterals(cached)
 		if !slices.Equal(ql.numbers, cl.numbers) {
 			return FlipNumber, true
 		}

@@ -253,9 +253,8 @@ func (n Normalization) prose(s string, first, last bool) string {
 	return b.String()
 }
 
-// maskLiterals returns s with its literal spans replaced by spaces.
-func maskLiterals(s string) string {
-	spans := literalSpans(s)
+// maskSpans returns s with spans (literalSpans of s) replaced by spaces.
+func maskSpans(s string, spans []span) string {
 	if len(spans) == 0 {
 		return s
 	}
@@ -274,13 +273,15 @@ func maskLiterals(s string) string {
 type literals struct {
 	spans   []string // "kind:text", sorted
 	numbers []string // canonical numbers (guardNumbers) and number words, sorted
+	prose   string   // the text with its literal spans replaced by spaces
 }
 
 // textLiterals extracts the literals of s. Numbers are read from the prose
 // only (a number inside code or a URL is part of that literal).
 func textLiterals(s string) literals {
 	var l literals
-	for _, sp := range literalSpans(s) {
+	spans := literalSpans(s)
+	for _, sp := range spans {
 		t := s[sp.start:sp.end]
 		if sp.kind == spanEmail {
 			t = strings.ToLower(t)
@@ -290,7 +291,8 @@ func textLiterals(s string) literals {
 		}
 		l.spans = append(l.spans, string('0'+rune(sp.kind))+":"+t)
 	}
-	masked := maskLiterals(s)
+	masked := maskSpans(s, spans)
+	l.prose = masked
 	for _, id := range reIdent.FindAllString(masked, -1) {
 		if strings.ContainsAny(id, "0123456789") && strings.IndexFunc(id, unicode.IsLetter) >= 0 {
 			l.spans = append(l.spans, "id:"+strings.ToLower(id))

@@ -215,7 +215,7 @@ func dropPossessive(words []string) []string {
 func afterRole(words []string) map[string][]string {
 	out := map[string][]string{}
 	for i, w := range words {
-		if !isRoleWord(w) {
+		if !slices.Contains(roleWords, w) {
 			continue
 		}
 		for j := i + 1; j < len(words); j++ {
@@ -227,15 +227,6 @@ func afterRole(words []string) map[string][]string {
 		}
 	}
 	return out
-}
-
-func isRoleWord(w string) bool {
-	for _, r := range roleWords {
-		if r == w {
-			return true
-		}
-	}
-	return false
 }
 
 // swapped reports whether two texts put the same words in swapped roles:
@@ -304,15 +295,6 @@ func wordSet(ws []string) map[string]bool {
 	return m
 }
 
-func contains(ws []string, w string) bool {
-	for _, x := range ws {
-		if x == w {
-			return true
-		}
-	}
-	return false
-}
-
 // functionWords are left out of the exchange check: pronouns, articles,
 // auxiliaries, prepositions, question words (stems as stem gives them).
 var functionWords = wordSet(strings.Fields(`a an the my your our their his her its me i you we they he she it
@@ -345,7 +327,7 @@ func exchanged(a, b []string) bool {
 		return false
 	}
 	x, y := a[i], b[i]
-	if !contains(a, y) || !contains(b, x) {
+	if !slices.Contains(a, y) || !slices.Contains(b, x) {
 		return false // a word replaced, not two exchanged
 	}
 	if count(a, x)+count(a, y) < 3 && adjacent(a, x, y) {
@@ -414,7 +396,7 @@ func pronounsSwapped(a, b []string) bool {
 		return false
 	}
 	for _, p := range pronounPairs {
-		subjA, objA, subjB, objB := contains(a, p[0]), contains(a, p[1]), contains(b, p[0]), contains(b, p[1])
+		subjA, objA, subjB, objB := slices.Contains(a, p[0]), slices.Contains(a, p[1]), slices.Contains(b, p[0]), slices.Contains(b, p[1])
 		if (subjA && !objA && objB && !subjB) || (objA && !subjA && subjB && !objB) {
 			return true
 		}

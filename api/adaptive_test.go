@@ -295,3 +295,24 @@ func testBudgetRuleEndToEnd(t *testing.T) {
 		t.Errorf("/metrics has no semcache_learned_threshold")
 	}
 }
+
+// TestAdaptiveThresholdEcho: under the adaptive policy X-Semcache-Threshold
+// echoes the similarity floor in force (the request's when stricter), not
+// the static threshold the policy does not use.
+func TestAdaptiveThresholdEcho(t *testing.T) {
+	emb, err := embedding.NewLocal(embedding.LocalConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := proxyOnStore(t, faqUpstream(t), emb, newStore(t, emb), nil, func(c *semantic.Config) {
+		c.Threshold = 0.87
+		c.Policy = semantic.PolicyAdaptive
+		c.Adaptive = semantic.AdaptiveConfig{MaxErrorRate: 0.01, Floor: 0.6, Seed: 3, Judge: &semantic.AnswerJudge{}}
+	})
+	for asked, want := range map[string]string{"0.3": "0.6", "0.75": "0.75"} {
+		r := postWith(t, p, chat("m", "", "user", question), map[string]string{api.HeaderThreshold: asked})
+		if got := r.header.Get(api.HeaderThreshold); got != want {
+			t.Errorf("asked %s: %s %q, want %q (never the unused 0.87)", asked, api.HeaderThreshold, got, want)
+		}
+	}
+}

@@ -48,7 +48,8 @@ func (s *Server) embeddings(c echo.Context) error {
 	if ctl.opts.Mode == semantic.ModeOff {
 		return s.bypass(c, body, start)
 	}
-	er, err := semantic.IdentifyEmbeddingsIn(body, ctl.tenant, ctl.namespace)
+	cl := s.newCall(c, endpoint{api: "embeddings", path: []string{"embeddings"}})
+	er, err := semantic.IdentifyEmbeddingsFor(body, s.caller(req.Header, cl, ctl, c.QueryParam))
 	if err != nil {
 		if errors.Is(err, semantic.ErrTokenInput) {
 			return badRequest("unsupported_input", err.Error())
@@ -58,7 +59,7 @@ func (s *Server) embeddings(c echo.Context) error {
 
 	header := req.Header.Clone()
 	res, err := s.cache.DoEmbeddingsWith(req.Context(), er, ctl.opts, func(ctx context.Context, body []byte) (semantic.Upstream, error) {
-		return s.postUpstream(ctx, header, body, "embeddings")
+		return s.postUpstream(ctx, header, body, cl)
 	})
 	for _, key := range res.Stored {
 		s.tagStored(req.Context(), ctl.tenant, ctl.namespace, ctl.tags, semantic.Result{Key: key, Stored: true})

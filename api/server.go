@@ -1,6 +1,8 @@
 // Package api is semcache's OpenAI-compatible HTTP proxy: it answers
-// POST /v1/chat/completions from the semantic cache or the upstream LLM API
-// and forwards every other /v1 request unchanged.
+// POST /v1/chat/completions, /v1/responses, /v1/completions and
+// /v1/embeddings (and their Azure OpenAI forms under
+// /openai/deployments/{deployment}/) from the cache or the upstream LLM
+// API, and forwards every other /v1 and /openai request unchanged.
 package api
 
 import (
@@ -13,6 +15,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -82,6 +85,11 @@ type Config struct {
 	// Now is the clock of the admin authentication limiter; nil means
 	// time.Now. Tests set it to move time without waiting.
 	Now func() time.Time
+	// ScopeHeaders are request headers, besides DefaultScopeHeaders, whose
+	// values are part of the scope (`semcache serve --scope-headers`): a
+	// header an operator's upstream reads to choose its answer. Names are
+	// case-insensitive.
+	ScopeHeaders []string
 }
 
 // Server is the caching proxy. It is safe for concurrent use.
@@ -94,6 +102,9 @@ type Server struct {
 	echo     *echo.Echo
 	log      *slog.Logger
 	metrics  *metrics
+	// scopeHeaders are DefaultScopeHeaders and Config.ScopeHeaders,
+	// canonical.
+	scopeHeaders []string
 }
 
 // New returns a proxy in front of cfg.Upstream answering from cache. It
@@ -141,6 +152,15 @@ func New(cfg Config, cache *semantic.Cache) (*Server, error) {
 		client = &http.Client{Transport: t}
 	}
 	s := &Server{cfg: cfg, upstream: u, cache: cache, client: client, log: cfg.Logger}
+	for _, k := range append(slices.Clone(DefaultScopeHeaders), cfg.ScopeHeaders...) {
+		k = http.CanonicalHeaderKey(strings.TrimSpace(k))
+		if k == "" || strings.ContainsAny(k, " \t:") {
+			return nil, fmt.Errorf("api: ScopeHeaders: %q is not a header name", k)
+		}
+		if !slices.Contains(s.scopeHeaders, k) {
+			s.scopeHeaders = append(s.scopeHeaders, k)
+		}
+	}
 	s.metrics = newMetrics(cache, cfg.Logger)
 	s.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -149,7 +169,12 @@ func New(cfg Config, cache *semantic.Cache) (*Server, error) {
 			pr.Out.URL.Path = s.upstreamPath(pr.In.URL.Path)
 			pr.Out.URL.RawPath = ""
 			pr.Out.Host = u.Host
-			s.setAuth(pr.Out.Header, pr.In.Header)
+			for k := range pr.Out.Header {
+				if strings.HasPrefix(http.CanonicalHeaderKey(k), "X-Semcache-") {
+					pr.Out.Header.Del(k) // the cache's own controls stay here
+				}
+			}
+			s.setAuth(pr.Out.Header, pr.In.Header, strings.HasPrefix(pr.In.URL.Path, "/openai/"))
 		},
 		FlushInterval: -1, // flush every write: SSE must not be buffered
 		Transport:     client.Transport,
@@ -164,8 +189,13 @@ func New(cfg Config, cache *semantic.Cache) (*Server, error) {
 	e.HidePort = true
 	e.HTTPErrorHandler = s.errorHandler
 	e.Use(s.logRequests)
-	e.POST("/v1/chat/completions", s.chatCompletions)
+	e.POST("/v1/chat/completions", s.cached(chatEndpoint))
+	e.POST("/v1/responses", s.cached(responsesEndpoint))
+	e.POST("/v1/completions", s.cached(completionsEndpoint))
 	e.POST("/v1/embeddings", s.embeddings)
+	e.POST("/openai/deployments/:deployment/chat/completions", s.cached(chatEndpoint))
+	e.POST("/openai/deployments/:deployment/completions", s.cached(completionsEndpoint))
+	e.POST("/openai/deployments/:deployment/embeddings", s.embeddings)
 	e.GET("/healthz", s.healthz)
 	e.GET("/api/v1/cache/stats", s.stats)
 	e.GET("/metrics", echo.WrapHandler(s.metrics.handler))
@@ -173,6 +203,7 @@ func New(cfg Config, cache *semantic.Cache) (*Server, error) {
 		s.routeAdmin(e)
 	}
 	e.Any("/v1/*", s.passThrough)
+	e.Any("/openai/*", s.passThrough)
 	s.echo = e
 	return s, nil
 }
@@ -198,20 +229,36 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// upstreamPath maps a client path below /v1 onto the upstream base path.
+// upstreamPath maps a client path below /v1 onto the upstream base path,
+// and an Azure OpenAI path (/openai/...) below the base path with its
+// trailing /v1 dropped (see newCall).
 func (s *Server) upstreamPath(p string) string {
+	if strings.HasPrefix(p, "/openai/") {
+		return strings.TrimSuffix(s.upstream.Path, "/v1") + p
+	}
 	return s.upstream.Path + strings.TrimPrefix(p, "/v1")
 }
 
-// setAuth sets the upstream Authorization header: the configured key when
-// there is one, else the client's header as sent.
-func (s *Server) setAuth(out, in http.Header) {
-	if s.cfg.UpstreamAPIKey != "" {
-		out.Set("Authorization", "Bearer "+s.cfg.UpstreamAPIKey)
+// setAuth sets the upstream credentials on out. With a configured
+// UpstreamAPIKey the client's Authorization and api-key are replaced by
+// it: as api-key for an Azure request (azure) or a client that sent
+// api-key, else as "Authorization: Bearer". Without one the client's
+// Authorization and api-key headers go upstream as sent.
+func (s *Server) setAuth(out, in http.Header, azure bool) {
+	out.Del("Authorization")
+	out.Del(HeaderAPIKey)
+	if key := s.cfg.UpstreamAPIKey; key != "" {
+		if azure || in.Get(HeaderAPIKey) != "" {
+			out.Set(HeaderAPIKey, key)
+		} else {
+			out.Set("Authorization", "Bearer "+key)
+		}
 		return
 	}
-	if a := in.Get("Authorization"); a != "" {
-		out.Set("Authorization", a)
+	for _, k := range []string{"Authorization", HeaderAPIKey} {
+		if v := in.Values(k); len(v) > 0 {
+			out[k] = slices.Clone(v)
+		}
 	}
 }
 
@@ -246,7 +293,11 @@ func checkPassPath(u *url.URL) error {
 			Message: "request path " + why + ": pass-through paths must stay below /v1/"}
 	}
 	p := u.Path // decoded once
-	if !strings.HasPrefix(p, "/v1/") {
+	base := "/v1/"
+	if strings.HasPrefix(p, "/openai/") {
+		base = "/openai/"
+	}
+	if !strings.HasPrefix(p, base) {
 		return bad("is not below /v1/")
 	}
 	if strings.ContainsAny(p, "\\%") {
@@ -257,7 +308,7 @@ func checkPassPath(u *url.URL) error {
 			return bad("holds a control character")
 		}
 	}
-	for _, seg := range strings.Split(strings.TrimSuffix(p[len("/v1/"):], "/"), "/") {
+	for _, seg := range strings.Split(strings.TrimSuffix(p[len(base):], "/"), "/") {
 		if seg == "" || seg == "." || seg == ".." {
 			return bad("holds an empty, . or .. segment")
 		}
@@ -266,12 +317,16 @@ func checkPassPath(u *url.URL) error {
 }
 
 // tenant returns the request's tenant: the shared namespace when one is
-// configured, else a hash of the bearer token (never the token itself).
+// configured, else a hash of the bearer token, or of the api-key header
+// when there is no Authorization (never the credential itself).
 func (s *Server) tenant(h http.Header) string {
 	if s.cfg.SharedNamespace != "" {
 		return "ns:" + s.cfg.SharedNamespace
 	}
 	auth := h.Get("Authorization")
+	if auth == "" {
+		auth = h.Get(HeaderAPIKey)
+	}
 	token, ok := strings.CutPrefix(auth, "Bearer ")
 	if !ok {
 		token = auth
@@ -279,7 +334,14 @@ func (s *Server) tenant(h http.Header) string {
 	return semantic.TenantFromToken(strings.TrimSpace(token))
 }
 
-func (s *Server) chatCompletions(c echo.Context) error {
+// cached returns the handler of a cached endpoint (chat completions,
+// responses, legacy completions): the exact and semantic tiers, scope,
+// controls, TTL rules, tags, stats and metrics are the same for all three.
+func (s *Server) cached(ep endpoint) echo.HandlerFunc {
+	return func(c echo.Context) error { return s.complete(c, s.newCall(c, ep)) }
+}
+
+func (s *Server) complete(c echo.Context, cl call) error {
 	start := time.Now()
 	req := c.Request()
 	if s.cfg.CacheDisabled {
@@ -295,7 +357,8 @@ func (s *Server) chatCompletions(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	id, rq, err := semantic.Identify(body, ctl.tenant, ctl.namespace, s.cache.Normalization())
+	who := s.caller(req.Header, cl, ctl, c.QueryParam)
+	id, rq, err := cl.identify(body, who, s.cache.Normalization())
 	if err != nil {
 		return invalidRequest(err)
 	}
@@ -309,11 +372,12 @@ func (s *Server) chatCompletions(c echo.Context) error {
 	}
 	if !rq.Cacheable || ctl.opts.Mode == semantic.ModeOff {
 		// A request whose last message is not a user message has no
-		// prompt to cache.
+		// prompt to cache, and one that depends on server-side state
+		// (Responses' previous_response_id...) no answer to cache.
 		return s.bypass(c, body, start)
 	}
 	if rq.Stream {
-		return s.streamCompletion(c, id, ctl, body, start)
+		return s.streamCompletion(c, cl, id, ctl, body, start)
 	}
 
 	header := req.Header.Clone()
@@ -321,7 +385,7 @@ func (s *Server) chatCompletions(c echo.Context) error {
 	// path (semantic.WithEntryTags).
 	cctx := semantic.WithEntryTags(req.Context(), entryTags(ctl.tenant, ctl.namespace, ctl.tags))
 	res, err := s.cache.DoWith(cctx, id, ctl.opts, func(ctx context.Context) (semantic.Upstream, error) {
-		return s.fetch(ctx, header, body)
+		return s.postUpstream(ctx, header, body, cl)
 	})
 	h := c.Response().Header()
 	if err != nil {
@@ -402,36 +466,25 @@ func (s *Server) bypass(c echo.Context, body []byte, start time.Time) error {
 	return nil
 }
 
-// fetch calls the upstream's chat completions endpoint with the client's
-// body and returns its answer unchanged.
-func (s *Server) fetch(ctx context.Context, in http.Header, body []byte) (semantic.Upstream, error) {
-	return s.postUpstream(ctx, in, body, "chat", "completions")
-}
-
-// newUpstreamRequest builds a POST of body to the upstream endpoint at path
-// (segments below the upstream base URL), carrying the client's
-// OpenAI-Organization, OpenAI-Project and User-Agent headers and the
-// upstream Authorization (see setAuth). accept is the Accept header.
-func (s *Server) newUpstreamRequest(ctx context.Context, in http.Header, body []byte, accept string, path ...string) (*http.Request, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.upstream.JoinPath(path...).String(), bytes.NewReader(body))
+// newUpstreamRequest builds a POST of body to the upstream URL of cl,
+// carrying every end-to-end header of the client's (see forwardHeaders)
+// and the upstream credentials (see setAuth). accept is the Accept header.
+func (s *Server) newUpstreamRequest(ctx context.Context, in http.Header, body []byte, accept string, cl call) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cl.url, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
+	forwardHeaders(req.Header, in)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", accept)
-	for _, k := range []string{"OpenAI-Organization", "OpenAI-Project", "User-Agent"} {
-		if v := in.Get(k); v != "" {
-			req.Header.Set(k, v)
-		}
-	}
-	s.setAuth(req.Header, in)
+	s.setAuth(req.Header, in, cl.azure)
 	return req, nil
 }
 
-// postUpstream POSTs body to the upstream endpoint at path and returns the
-// whole answer unchanged.
-func (s *Server) postUpstream(ctx context.Context, in http.Header, body []byte, path ...string) (semantic.Upstream, error) {
-	req, err := s.newUpstreamRequest(ctx, in, body, "application/json", path...)
+// postUpstream POSTs body to the upstream URL of cl and returns the whole
+// answer unchanged.
+func (s *Server) postUpstream(ctx context.Context, in http.Header, body []byte, cl call) (semantic.Upstream, error) {
+	req, err := s.newUpstreamRequest(ctx, in, body, "application/json", cl)
 	if err != nil {
 		return semantic.Upstream{}, err
 	}

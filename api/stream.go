@@ -20,47 +20,50 @@ import (
 // [DONE].
 const streamStoreTimeout = 10 * time.Second
 
-// streamCompletion answers a "stream": true chat completion.
+// streamCompletion answers a "stream": true request to a cached endpoint.
 //
-// A hit is replayed as server-sent events (see semantic.StreamChunks): the
-// recorded chunks of a stored stream, or chunks synthesized from a stored
-// JSON answer, then data: [DONE].
+// A hit is replayed as server-sent events: the recorded events of a stored
+// stream, or events synthesized from a stored JSON answer. For chat and
+// legacy completions those are chunks (semantic.StreamChunks,
+// semantic.CompletionChunks) ended by data: [DONE]; for the Responses API
+// they are "event: <type>" events (semantic.ResponseEvents) ending with
+// response.completed.
 //
-// A miss goes upstream with the client's body unchanged, on the client's
-// context: the upstream call is cancelled when the client hangs up, and
-// nothing is stored. The upstream's status, headers and events are relayed
+// A miss goes upstream on the client's context: the upstream call is
+// cancelled when the client hangs up, and nothing is stored. The body goes
+// unchanged but for one field: a chat or legacy completion whose answer may
+// be stored and that did not ask for usage gets
+// stream_options.include_usage, so the stored answer carries the tokens a
+// later hit saves, and the usage chunk is taken out of what the client
+// receives (its other chunks then carry "usage": null, as OpenAI sends
+// them). The upstream's status, headers and events are relayed
 // as they arrive (each read flushed, nothing buffered) and recorded on the
 // side up to MaxStreamBytes. The recording is stored only when the stream
 // was a 200 event stream that ended with data: [DONE], carried no error
 // event and every choice finished with a storable finish_reason (see
-// semantic.Cacheable). A stream cut by the upstream is cut for the client
+// semantic.Cacheable); a Responses stream when it held a response.completed
+// event with status completed and no error, response.failed or
+// response.incomplete event. A stream cut by the upstream is cut for the client
 // too (the connection is aborted, as httputil.ReverseProxy does), so the
 // client never takes it for a complete answer.
 //
 // Streaming misses are not coalesced: the first client's stream cannot be
 // shared with others without buffering it or tying them to its connection.
-func (s *Server) streamCompletion(c echo.Context, id semantic.Identity, ctl controls, body []byte, start time.Time) error {
+func (s *Server) streamCompletion(c echo.Context, cl call, id semantic.Identity, ctl controls, body []byte, start time.Time) error {
 	req := c.Request()
 	ctx := req.Context()
 	res, vec, hit := s.cache.Lookup(ctx, id, ctl.opts)
 	h := c.Response().Header()
 	if hit {
-		chunks, err := semantic.StreamChunks(res, includeUsage(body))
+		b, err := replayEvents(cl.api, res, includeUsage(body))
 		if err != nil {
-			return err // a stored answer that is no chat completion: a 500
+			return err // a stored answer of another shape: a 500
 		}
 		s.setCacheHeaders(h, res, ctl)
 		h.Set(echo.HeaderContentType, "text/event-stream")
 		h.Set("Cache-Control", "no-cache")
-		var b bytes.Buffer
-		for _, ch := range chunks {
-			b.WriteString("data: ")
-			b.WriteString(ch)
-			b.WriteString("\n\n")
-		}
-		b.WriteString("data: [DONE]\n\n")
 		c.Response().WriteHeader(http.StatusOK)
-		if _, err := c.Response().Write(b.Bytes()); err != nil {
+		if _, err := c.Response().Write(b); err != nil {
 			return nil // the client went away
 		}
 		s.metrics.observe(res, time.Since(start))
@@ -68,7 +71,13 @@ func (s *Server) streamCompletion(c echo.Context, id semantic.Identity, ctl cont
 	}
 
 	stats := s.cache.Stats()
-	resp, err := s.postStream(ctx, req.Header, body)
+	upBody, stripUsage := body, false
+	if cl.api != semantic.APIResponses && !ctl.opts.NoStore && !includeUsage(body) {
+		if b, ok := withIncludeUsage(body); ok {
+			upBody, stripUsage = b, true
+		}
+	}
+	resp, err := s.postStream(ctx, req.Header, upBody, cl)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // the client went away; nobody to answer
@@ -93,7 +102,7 @@ func (s *Server) streamCompletion(c echo.Context, id semantic.Identity, ctl cont
 	if resp.StatusCode != http.StatusOK {
 		stats.UpstreamErrors.Add(1) // relayed unchanged, never stored
 	} else if isEventStream(resp.Header.Get(echo.HeaderContentType)) {
-		rec = &sseRecorder{max: s.cfg.MaxStreamBytes}
+		rec = &sseRecorder{max: s.cfg.MaxStreamBytes, responses: cl.api == semantic.APIResponses}
 		if !ctl.opts.NoStore {
 			// The key the answer is stored under if it completes: the
 			// headers go out before anyone knows.
@@ -103,7 +112,11 @@ func (s *Server) streamCompletion(c echo.Context, id semantic.Identity, ctl cont
 	c.Response().WriteHeader(resp.StatusCode)
 	flush(c.Response())
 
-	if err := relay(c.Response(), resp.Body, rec); err != nil {
+	var out io.Writer = c.Response()
+	if stripUsage {
+		out = &usageFilter{w: c.Response()}
+	}
+	if err := relay(out, resp.Body, rec); err != nil {
 		if errors.Is(err, errClientGone) || ctx.Err() != nil {
 			return nil // the upstream call is cancelled with the client; nothing stored
 		}
@@ -117,7 +130,7 @@ func (s *Server) streamCompletion(c echo.Context, id semantic.Identity, ctl cont
 			stats.UpstreamErrors.Add(1)
 		}
 		if ok {
-			if a, err := semantic.AnswerFromStream(chunks); err == nil {
+			if a, err := answerFromEvents(cl.api, chunks); err == nil {
 				sctx, cancel := context.WithTimeout(semantic.WithEntryTags(context.WithoutCancel(ctx),
 					entryTags(ctl.tenant, ctl.namespace, ctl.tags)), streamStoreTimeout)
 				stored, _ := s.cache.StoreAnswer(sctx, res, id, ctl.opts, a, vec) // failures are logged and counted there
@@ -130,10 +143,10 @@ func (s *Server) streamCompletion(c echo.Context, id semantic.Identity, ctl cont
 	return nil
 }
 
-// postStream POSTs the client's body to the upstream's chat completions
-// endpoint on ctx and returns the response with its body unread.
-func (s *Server) postStream(ctx context.Context, in http.Header, body []byte) (*http.Response, error) {
-	req, err := s.newUpstreamRequest(ctx, in, body, "text/event-stream", "chat", "completions")
+// postStream POSTs body to the upstream URL of cl on ctx and returns the
+// response with its body unread.
+func (s *Server) postStream(ctx context.Context, in http.Header, body []byte, cl call) (*http.Response, error) {
+	req, err := s.newUpstreamRequest(ctx, in, body, "text/event-stream", cl)
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +160,7 @@ var errClientGone = errors.New("client went away")
 // after every read, and to rec when it is not nil. It returns nil at the
 // end of the body, errClientGone when the client cannot be written to, and
 // the read error when the upstream body failed.
-func relay(w http.ResponseWriter, body io.Reader, rec *sseRecorder) error {
+func relay(w io.Writer, body io.Reader, rec *sseRecorder) error {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := body.Read(buf)
@@ -161,6 +174,12 @@ func relay(w http.ResponseWriter, body io.Reader, rec *sseRecorder) error {
 			}
 		}
 		if err == io.EOF {
+			if f, ok := w.(*usageFilter); ok && len(f.pending) > 0 && !isUsageEvent(f.pending) {
+				// The last event, not ended by a blank line.
+				if _, werr := f.w.Write(f.pending); werr != nil {
+					return errClientGone
+				}
+			}
 			return nil
 		}
 		if err != nil {
@@ -171,7 +190,14 @@ func relay(w http.ResponseWriter, body io.Reader, rec *sseRecorder) error {
 
 // flush sends what has been written to the client; a writer that cannot
 // flush fails the next write instead.
-func flush(w http.ResponseWriter) { _ = http.NewResponseController(w).Flush() }
+func flush(w io.Writer) {
+	switch x := w.(type) {
+	case http.ResponseWriter:
+		_ = http.NewResponseController(x).Flush()
+	case *usageFilter:
+		flush(x.w)
+	}
+}
 
 // isEventStream reports whether a Content-Type is text/event-stream.
 func isEventStream(ct string) bool {
@@ -216,6 +242,11 @@ type sseRecorder struct {
 	// broken is set by an over-size stream, an error event or an event
 	// after [DONE]: the recording must not be stored.
 	broken bool
+	// responses records a Responses API stream: it is done at its
+	// response.completed event (it has no [DONE]), and an event typed
+	// error, response.failed, response.incomplete or response.cancelled
+	// breaks it.
+	responses bool
 }
 
 // feed records the next bytes of the stream.
@@ -267,6 +298,19 @@ func (r *sseRecorder) dispatch() {
 	}
 	payload, event := strings.Join(r.data, "\n"), r.event
 	r.data, r.event = nil, ""
+	if r.responses {
+		typ := eventType(payload)
+		switch {
+		case event == "error" || responseFailure[typ]:
+			r.errorEvent, r.broken = true, true
+		case r.done:
+			r.broken = true // nothing may follow response.completed
+		default:
+			r.chunks = append(r.chunks, payload)
+			r.done = typ == "response.completed"
+		}
+		return
+	}
 	switch {
 	case event == "error" || (strings.Contains(payload, `"error"`) && hasErrorField(payload)):
 		r.errorEvent, r.broken = true, true
@@ -302,4 +346,149 @@ func (r *sseRecorder) complete() ([]string, bool) {
 		return nil, false
 	}
 	return r.chunks, true
+}
+
+// responseFailure are the Responses API event types that end a stream
+// without a complete answer.
+var responseFailure = map[string]bool{"error": true, "response.failed": true, "response.incomplete": true, "response.cancelled": true}
+
+// eventType returns the "type" field of a Responses API event payload.
+func eventType(payload string) string {
+	var e struct {
+		Type string `json:"type"`
+	}
+	_ = json.Unmarshal([]byte(payload), &e)
+	return e.Type
+}
+
+// replayEvents returns the event stream that replays hit res to a
+// streaming request of api (see streamCompletion).
+func replayEvents(api semantic.API, res semantic.Result, usage bool) ([]byte, error) {
+	var b bytes.Buffer
+	if api == semantic.APIResponses {
+		events, err := semantic.ResponseEvents(res)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range events {
+			b.WriteString("event: " + eventType(e) + "\ndata: " + e + "\n\n")
+		}
+		return b.Bytes(), nil
+	}
+	chunks := semantic.StreamChunks
+	if api == semantic.APICompletions {
+		chunks = semantic.CompletionChunks
+	}
+	list, err := chunks(res, usage)
+	if err != nil {
+		return nil, err
+	}
+	for _, ch := range list {
+		b.WriteString("data: " + ch + "\n\n")
+	}
+	b.WriteString("data: [DONE]\n\n")
+	return b.Bytes(), nil
+}
+
+// answerFromEvents aggregates the recorded payloads of a complete stream
+// of api into the answer to store.
+func answerFromEvents(api semantic.API, payloads []string) (semantic.Answer, error) {
+	switch api {
+	case semantic.APIResponses:
+		return semantic.AnswerFromResponseEvents(payloads)
+	case semantic.APICompletions:
+		return semantic.AnswerFromCompletionStream(payloads)
+	}
+	return semantic.AnswerFromStream(payloads)
+}
+
+// withIncludeUsage returns body with stream_options.include_usage set to
+// true (other stream_options kept), and false when body's stream_options
+// is not an object.
+func withIncludeUsage(body []byte) ([]byte, bool) {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(body, &m) != nil {
+		return nil, false
+	}
+	opts := map[string]json.RawMessage{}
+	if raw, ok := m["stream_options"]; ok && string(raw) != "null" {
+		if json.Unmarshal(raw, &opts) != nil {
+			return nil, false
+		}
+	}
+	opts["include_usage"] = json.RawMessage("true")
+	enc, err := json.Marshal(opts)
+	if err != nil {
+		return nil, false
+	}
+	m["stream_options"] = enc
+	out, err := json.Marshal(m)
+	return out, err == nil
+}
+
+// usageFilter passes a server-sent event stream to w event by event,
+// leaving out usage chunks (usage set, no choices): the chunk that
+// stream_options.include_usage adds, when the proxy asked for it and the
+// client did not. An event is written once its terminating blank line has
+// arrived; relay writes what is left at the end of the body.
+type usageFilter struct {
+	w       io.Writer
+	pending []byte
+}
+
+func (f *usageFilter) Write(p []byte) (int, error) {
+	f.pending = append(f.pending, p...)
+	for {
+		end := eventEnd(f.pending)
+		if end < 0 {
+			return len(p), nil
+		}
+		ev := f.pending[:end]
+		if !isUsageEvent(ev) {
+			if _, err := f.w.Write(ev); err != nil {
+				return 0, err
+			}
+		}
+		f.pending = f.pending[end:]
+	}
+}
+
+// eventEnd returns the length of the first complete event in b (through
+// its blank line), or -1.
+func eventEnd(b []byte) int {
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\n' {
+			continue
+		}
+		j := i + 1
+		if j < len(b) && b[j] == '\r' {
+			j++
+		}
+		if j < len(b) && b[j] == '\n' {
+			return j + 1
+		}
+	}
+	return -1
+}
+
+// isUsageEvent reports whether a raw event's data is a usage chunk.
+func isUsageEvent(ev []byte) bool {
+	if !bytes.Contains(ev, []byte(`"usage"`)) {
+		return false
+	}
+	var data []string
+	for _, l := range strings.Split(string(ev), "\n") {
+		l = strings.TrimSuffix(l, "\r")
+		if v, ok := strings.CutPrefix(l, "data:"); ok {
+			data = append(data, strings.TrimPrefix(v, " "))
+		}
+	}
+	var m struct {
+		Usage   json.RawMessage `json:"usage"`
+		Choices []any           `json:"choices"`
+	}
+	if json.Unmarshal([]byte(strings.Join(data, "\n")), &m) != nil {
+		return false
+	}
+	return len(m.Usage) > 0 && string(m.Usage) != "null" && len(m.Choices) == 0
 }

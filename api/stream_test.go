@@ -138,8 +138,14 @@ func testStreamMissThenHit(t *testing.T) {
 		t.Errorf("upstream calls = %d, want 1", n)
 	}
 	s := p.cache.Snapshot(t.Context())
-	if s.Requests != 2 || s.ExactHits != 1 || s.Misses != 1 || s.UpstreamCalls != 1 || s.Bypasses != 0 || s.Entries != 1 || s.CompletionTokensSaved != 0 {
-		t.Errorf("stats %+v (no usage was recorded, so none is saved)", s)
+	// The client did not ask for usage: the proxy asked the upstream for
+	// it (so the stored stream carries it and the hit saves tokens) and
+	// kept the usage chunk from the client, on the miss and on the hit.
+	if s.Requests != 2 || s.ExactHits != 1 || s.Misses != 1 || s.UpstreamCalls != 1 || s.Bypasses != 0 || s.Entries != 1 || s.CompletionTokensSaved == 0 {
+		t.Errorf("stats %+v, want the hit's completion tokens saved", s)
+	}
+	if m, h := miss.usageChunks(t), hit.usageChunks(t); m != 0 || h != 0 {
+		t.Errorf("usage chunks: miss %d, hit %d; want none (the client did not ask)", m, h)
 	}
 	// Prometheus sees the stream as a miss and a hit.
 	mf := scrape(t, p)

@@ -556,12 +556,9 @@ func (c *Cache) semantic(ctx context.Context, id Identity, o Options) ([]float32
 	if o.SkipLookup || o.Mode == ModeExact {
 		return vec, Result{}, false
 	}
+	// Under the adaptive policy the floor replaces the static threshold; a
+	// request's own threshold can still only tighten.
 	threshold := c.EffectiveThreshold(o.Threshold)
-	if c.adaptive != nil {
-		// The floor replaces the static threshold; a request's own
-		// threshold can still only tighten.
-		threshold = max(c.adaptive.cfg.Floor, o.Threshold)
-	}
 	nn, err := c.store.Search(ctx, id.Scope, vec, c.cfg.TopK)
 	if err != nil {
 		c.stats.LookupErrors.Add(1)
@@ -644,11 +641,17 @@ func (c *Cache) Accept(sim float64) bool { return accept(sim, c.cfg.Threshold) }
 
 func accept(sim, threshold float64) bool { return sim+similarityTolerance >= threshold }
 
-// EffectiveThreshold returns the threshold a request asking for requested
-// gets: the stricter of requested and the configured Threshold. A request
-// can only tighten matching, never loosen it; 0 (not asked) means the
-// configured value.
+// EffectiveThreshold returns the similarity threshold a request asking for
+// requested gets: the stricter of requested and the configured Threshold,
+// or under PolicyAdaptive of requested and the adaptive similarity floor
+// (AdaptiveConfig.Floor), which replaces Threshold there: no neighbour
+// below it is considered, and the policy decides per entry above it. A
+// request can only tighten matching, never loosen it; 0 (not asked) means
+// the configured value.
 func (c *Cache) EffectiveThreshold(requested float64) float64 {
+	if c.adaptive != nil {
+		return max(requested, c.adaptive.cfg.Floor)
+	}
 	return max(requested, c.cfg.Threshold)
 }
 
@@ -686,9 +689,19 @@ var storableFinish = map[string]bool{"stop": true, "length": true, "tool_calls":
 // finished with a reason in storableFinish and carrying a well-formed
 // message (see answerMessage.wellFormed). It returns the answer's usage.
 // Anything else is relayed to the client and never stored.
+//
+// A Responses API answer ("object": "response") and a legacy completion
+// ("object": "text_completion") are checked by their own rules (see
+// cacheableResponse and cacheableCompletion).
 func Cacheable(up Upstream) (Usage, bool) {
 	if up.Status != 200 {
 		return Usage{}, false
+	}
+	switch answerObject(up.Body) {
+	case "response":
+		return cacheableResponse(up.Body)
+	case "text_completion":
+		return cacheableCompletion(up.Body)
 	}
 	var body struct {
 		Choices []struct {

@@ -90,16 +90,22 @@ func IdentifyEmbeddings(body []byte, tenant string) (EmbeddingsRequest, error) {
 // tenant (X-Semcache-Namespace): inputs of different namespaces never share
 // an entry. The empty namespace gives IdentifyEmbeddings' keys.
 func IdentifyEmbeddingsIn(body []byte, tenant, namespace string) (EmbeddingsRequest, error) {
+	return IdentifyEmbeddingsFor(body, Caller{Tenant: tenant, Namespace: namespace})
+}
+
+// IdentifyEmbeddingsFor is IdentifyEmbeddingsIn for a caller with request
+// facts outside the body (see Caller): its Model stands in for a body
+// without one, and its Extra joins the scope.
+func IdentifyEmbeddingsFor(body []byte, who Caller) (EmbeddingsRequest, error) {
+	tenant, namespace := who.Tenant, who.Namespace
 	var r EmbeddingsRequest
 	fields, err := decodeObject(body)
 	if err != nil {
 		return r, err
 	}
-	model, ok := fields["model"].(string)
-	if !ok || model == "" {
-		return r, badField("model: want a non-empty string")
+	if r.Model, err = who.model(fields); err != nil {
+		return r, err
 	}
-	r.Model = model
 	for _, name := range embeddingsParamNames {
 		v, present := fields[name]
 		if !present || v == nil {
@@ -132,6 +138,9 @@ func IdentifyEmbeddingsIn(body []byte, tenant, namespace string) (EmbeddingsRequ
 	}
 	if namespace != "" {
 		scope["namespace"] = namespace // absent when empty: the keys stored before namespaces stay valid
+	}
+	if len(who.Extra) > 0 {
+		scope["extra"] = who.Extra
 	}
 	canon, err := canonicalJSON(scope)
 	if err != nil {

@@ -1,7 +1,6 @@
 package semantic
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -252,28 +251,22 @@ type Request struct {
 // string, null nor an array. Identify is a pure function, safe for
 // concurrent use.
 func Identify(body []byte, tenant, namespace string, n Normalization) (Identity, Request, error) {
+	return IdentifyChat(body, Caller{Tenant: tenant, Namespace: namespace}, n)
+}
+
+// IdentifyChat is Identify for a caller with request facts outside the
+// body (see Caller). A Caller with only Tenant and Namespace gives the same
+// Identity as Identify.
+func IdentifyChat(body []byte, who Caller, n Normalization) (Identity, Request, error) {
 	var id Identity
 	var rq Request
-	if err := checkUTF8(body); err != nil {
+	fields, err := decodeBody(body)
+	if err != nil {
 		return id, rq, err
 	}
-	var fields map[string]any
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if err := dec.Decode(&fields); err != nil {
-		return id, rq, fmt.Errorf("%w: body is not a JSON object: %v", ErrBadRequest, err)
-	}
-	// dec.More reports false for a stray '}' or ']', so check the rest of
-	// the body directly: only JSON white space may follow the object.
-	if len(bytes.TrimLeft(body[dec.InputOffset():], " \t\r\n")) != 0 {
-		return id, rq, fmt.Errorf("%w: trailing data after the JSON object", ErrBadRequest)
-	}
-	if fields == nil {
-		return id, rq, fmt.Errorf("%w: body is not a JSON object", ErrBadRequest)
-	}
-	model, ok := fields["model"].(string)
-	if !ok || model == "" {
-		return id, rq, badField("model: want a non-empty string")
+	model, err := who.model(fields)
+	if err != nil {
+		return id, rq, err
 	}
 	id.Model = model
 	if s, present := fields["stream"]; present && s != nil {
@@ -348,22 +341,54 @@ func Identify(body []byte, tenant, namespace string, n Normalization) (Identity,
 			lastMeta[k] = v
 		}
 	}
+	if err := id.seal(APIChat, who, context, params, msgs[:len(msgs)-1], lastMeta); err != nil {
+		return id, rq, err
+	}
+	return id, rq, nil
+}
+
+// seal sets id's Scope and Key from the scope document of an api request:
+// the caller, the context split from the question, the parameters, the
+// earlier messages or input items and the last one's other fields. The
+// document of a chat request with no Caller.Extra is the layout of scope
+// version 2 unchanged, so existing entries keep their keys.
+func (id *Identity) seal(api API, who Caller, context string, params map[string]any, history []any, lastMeta map[string]any) error {
 	scopeDoc := map[string]any{
 		"v":         2, // bump when the scope layout or the normalisation changes
 		"context":   context,
-		"tenant":    tenant,
-		"namespace": namespace,
+		"tenant":    who.Tenant,
+		"namespace": who.Namespace,
 		"params":    params,
-		"history":   msgs[:len(msgs)-1],
+		"history":   history,
 		"last":      lastMeta,
+	}
+	if api != APIChat {
+		scopeDoc["api"] = string(api)
+	}
+	if len(who.Extra) > 0 {
+		extra := make(map[string]any, len(who.Extra))
+		for k, v := range who.Extra {
+			extra[k] = v
+		}
+		scopeDoc["extra"] = extra
 	}
 	canon, err := canonicalJSON(scopeDoc)
 	if err != nil {
-		return id, rq, fmt.Errorf("%w: %v", ErrBadRequest, err)
+		return fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
 	id.Scope = hashHex(canon)
 	id.Key = hashHex([]byte(id.Scope + "\x00" + id.Normalized))
-	return id, rq, nil
+	return nil
+}
+
+// decodeBody decodes a request body that must be one JSON object, in
+// valid UTF-8 (see checkUTF8), numbers kept as written. Errors wrap
+// ErrBadRequest.
+func decodeBody(body []byte) (map[string]any, error) {
+	if err := checkUTF8(body); err != nil {
+		return nil, err
+	}
+	return decodeObject(body)
 }
 
 // checkUTF8 refuses a body that is not valid UTF-8 or that escapes a lone

@@ -101,7 +101,13 @@ func (j *AnswerJudge) Judge(ctx context.Context, in JudgeInput) (bool, error) {
 // message content, followed by its tool calls as JSON when it has any,
 // choices separated by a blank line. It fails on a body that is not a chat
 // completion.
+//
+// A Responses API answer's text is its output_text parts and function
+// calls; a legacy completion's its choices' text (see answerTextOther).
 func AnswerText(body []byte) (string, error) {
+	if t, ok, err := answerTextOther(body); ok {
+		return t, err
+	}
 	var c struct {
 		Choices []struct {
 			Message struct {

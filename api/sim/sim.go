@@ -32,9 +32,10 @@ type Config struct {
 	PerToken time.Duration
 }
 
-// Sim is the simulated upstream. It serves POST /v1/chat/completions
-// (JSON or, with "stream": true, server-sent events), POST /v1/embeddings
-// and GET /v1/models. It is safe for concurrent use.
+// Sim is the simulated upstream. It serves POST /v1/chat/completions,
+// POST /v1/responses and POST /v1/completions (each JSON or, with
+// "stream": true, server-sent events), POST /v1/embeddings and
+// GET /v1/models. It is safe for concurrent use.
 type Sim struct {
 	cfg   Config
 	calls atomic.Int64
@@ -45,12 +46,15 @@ type Sim struct {
 func New(cfg Config) *Sim {
 	s := &Sim{cfg: cfg, mux: http.NewServeMux()}
 	s.mux.HandleFunc("POST /v1/chat/completions", s.chat)
+	s.mux.HandleFunc("POST /v1/responses", s.responses)
+	s.mux.HandleFunc("POST /v1/completions", s.completions)
 	s.mux.HandleFunc("POST /v1/embeddings", s.embeddings)
 	s.mux.HandleFunc("GET /v1/models", s.models)
 	return s
 }
 
-// Calls returns the number of chat completions answered so far.
+// Calls returns the number of chat completions, responses and legacy
+// completions answered so far.
 func (s *Sim) Calls() int64 { return s.calls.Load() }
 
 // ServeHTTP serves the simulator's routes.
@@ -280,7 +284,7 @@ func contentText(raw json.RawMessage) string {
 	if json.Unmarshal(raw, &parts) == nil {
 		var texts []string
 		for _, p := range parts {
-			if p.Type == "text" {
+			if p.Type == "text" || p.Type == "input_text" {
 				texts = append(texts, p.Text)
 			}
 		}

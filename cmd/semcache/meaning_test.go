@@ -176,7 +176,8 @@ func checkRefusalCounted(t *testing.T, base, reason string) {
 
 // TestGoOpenAIStreamGetsHits: go-openai sends Cache-Control: no-cache with
 // Accept: text/event-stream on every stream; the repeat of a streamed
-// request is still a hit, with the same text.
+// request is still a hit, with the same text. Chat completions and
+// embeddings through the same client hit on their repeat too.
 func TestGoOpenAIStreamGetsHits(t *testing.T) {
 	cfg, err := parseServe([]string{"--listen", "127.0.0.1:0", "--sim-latency", "0s", "--sim-per-token-latency", "0s"}, env(nil), &bytes.Buffer{})
 	if err != nil {
@@ -212,5 +213,24 @@ func TestGoOpenAIStreamGetsHits(t *testing.T) {
 	}
 	if texts[0] == "" || texts[0] != texts[1] {
 		t.Errorf("streamed texts %q, want one non-empty text twice", texts)
+	}
+	// Chat and embeddings through the same client: a repeat is a hit.
+	for i, want := range []string{"MISS", "HIT"} {
+		r, err := client.CreateChatCompletion(context.Background(), openai.ChatCompletionRequest{
+			Model: "sim-1", Messages: []openai.ChatCompletionMessage{userText("Do you deliver on Sundays?")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := r.Header().Get("X-Semcache-Status"); got != want || r.Choices[0].Message.Content == "" {
+			t.Errorf("chat %d: %s %q, want %s with an answer", i, got, r.Choices[0].Message.Content, want)
+		}
+		e, err := client.CreateEmbeddings(context.Background(), openai.EmbeddingRequest{
+			Model: "sim-embed", Input: []string{"opening hours", "delivery on Sundays"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := e.Header().Get("X-Semcache-Status"); got != want || len(e.Data) != 2 || len(e.Data[1].Embedding) == 0 {
+			t.Errorf("embeddings %d: %s, %d vectors, want %s with 2", i, got, len(e.Data), want)
+		}
 	}
 }

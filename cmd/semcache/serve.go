@@ -76,6 +76,7 @@ type serveConfig struct {
 	idleTimeout     time.Duration
 	maxConns        int
 	namespace       string
+	scopeHeaders    string
 	normalize       string
 	hnswM           int
 	hnswEfConstr    int
@@ -146,6 +147,7 @@ var envFlags = map[string]string{
 	"idle-timeout":          "SEMCACHE_IDLE_TIMEOUT",
 	"max-connections":       "SEMCACHE_MAX_CONNECTIONS",
 	"namespace":             "SEMCACHE_NAMESPACE",
+	"scope-headers":         "SEMCACHE_SCOPE_HEADERS",
 	"normalize":             "SEMCACHE_NORMALIZE",
 	"hnsw-m":                "SEMCACHE_HNSW_M",
 	"hnsw-ef-construction":  "SEMCACHE_HNSW_EF_CONSTRUCTION",
@@ -215,6 +217,7 @@ func parseServe(args []string, getenv func(string) string, help io.Writer) (serv
 	durationFlag(fs, &c.idleTimeout, "idle-timeout", 120*time.Second, "how long an idle keep-alive connection is kept open")
 	intFlag(fs, &c.maxConns, "max-connections", 10000, "most client connections open at once; more wait to be accepted (0: no bound)")
 	fs.StringVar(&c.namespace, "namespace", "", "shared namespace: all clients share one cache instead of one per API key")
+	fs.StringVar(&c.scopeHeaders, "scope-headers", "", "comma-separated request headers whose values join the scope, besides OpenAI-Beta, OpenAI-Organization and OpenAI-Project (e.g. a header your upstream reads to pick its answer)")
 	fs.StringVar(&c.normalize, "normalize", "nfc,lower,space", "exact-key normalisation steps, comma-separated subset of nfc,lower,space; 'none' for none")
 	intFlag(fs, &c.hnswM, "hnsw-m", 16, "HNSW M: links per node (2*M on layer 0)")
 	intFlag(fs, &c.hnswEfConstr, "hnsw-ef-construction", 200, "HNSW EF_CONSTRUCTION: candidate list size at insert")
@@ -390,6 +393,11 @@ func (c *serveConfig) validate() error {
 	}
 	if c.upstream != "" && !strings.HasPrefix(c.upstream, "http://") && !strings.HasPrefix(c.upstream, "https://") {
 		return fmt.Errorf("--upstream %q: want an http(s) base URL such as https://api.openai.com/v1", redactURL(c.upstream))
+	}
+	for _, h := range splitList(c.scopeHeaders) {
+		if !validHeaderName(h) {
+			return fmt.Errorf("--scope-headers %q: %q is not a header name", c.scopeHeaders, h)
+		}
 	}
 	if _, err := c.guardSet(); err != nil {
 		return err
@@ -743,7 +751,7 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func
 	srv, err := api.New(api.Config{
 		Upstream: upstream, UpstreamAPIKey: cfg.upstreamKey, SharedNamespace: cfg.namespace,
 		CacheDisabled: !cfg.enabled, MaxBodyBytes: cfg.maxBodyBytes, MaxStreamBytes: cfg.maxStreamBytes, MaxTTL: cfg.maxTTL, Rules: rules, Logger: log,
-		AdminToken: cfg.adminToken,
+		AdminToken: cfg.adminToken, ScopeHeaders: splitList(cfg.scopeHeaders),
 	}, cache)
 	if err != nil {
 		return err
@@ -956,4 +964,30 @@ func redactURL(raw string) string {
 		u.RawQuery = q.Encode()
 	}
 	return u.String()
+}
+
+// splitList splits a comma-separated flag value into its trimmed, non-empty
+// items.
+func splitList(v string) []string {
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// validHeaderName reports whether h is an HTTP field name (RFC 9110 §5.1:
+// a token of visible ASCII without separators).
+func validHeaderName(h string) bool {
+	if h == "" {
+		return false
+	}
+	for _, r := range h {
+		if r <= ' ' || r >= 0x7f || strings.ContainsRune("\"(),/:;<=>?@[\\]{}", r) {
+			return false
+		}
+	}
+	return true
 }

@@ -243,6 +243,87 @@ describe('semcache with the OpenAI Node SDK', { timeout: 120_000 }, () => {
       });
     });
   });
+
+  // The Responses API (client.responses), miss then hit, JSON and stream.
+  const collect = async (stream) => {
+    const types = [];
+    let text = '';
+    for await (const ev of stream) {
+      types.push(ev.type);
+      if (ev.type === 'response.output_text.delta') text += ev.delta;
+    }
+    return { types, text };
+  };
+  const checkOrder = (types) => {
+    assert.equal(types[0], 'response.created', `first event ${types[0]}`);
+    assert.equal(types.at(-1), 'response.completed', `last event ${types.at(-1)}`);
+    assert.ok(types.includes('response.output_text.delta'), `no output_text.delta in ${types}`);
+    const at = (t) => types.indexOf(t);
+    assert.ok(at('response.output_item.added') < at('response.content_part.added'), `events out of order: ${types}`);
+    assert.ok(at('response.content_part.added') < at('response.output_text.delta'), `events out of order: ${types}`);
+    assert.ok(at('response.output_text.done') < at('response.output_item.done'), `events out of order: ${types}`);
+  };
+
+  test('responses.create: miss then exact HIT with the same response', async () => {
+    const input = 'Name three primary colours.';
+    const first = await client.responses.create({ model: 'sdk-resp', input }).withResponse();
+    assert.equal(first.response.headers.get('x-semcache-status'), 'MISS', serverLogOnFailure());
+    assert.equal(first.data.status, 'completed');
+    assert.equal(first.data.output_text, SIM_PREFIX + input);
+    const second = await client.responses.create({ model: 'sdk-resp', input }).withResponse();
+    assert.equal(second.response.headers.get('x-semcache-status'), 'HIT');
+    assert.equal(second.data.id, first.data.id);
+    assert.equal(second.data.output_text, first.data.output_text);
+  });
+
+  test('responses.create stream: miss then HIT replaying the events in order', async () => {
+    const input = 'Why do cats purr?';
+    const runs = [];
+    for (const want of ['MISS', 'HIT']) {
+      const { data: stream, response } = await client.responses
+        .create({ model: 'sdk-resp', input, stream: true })
+        .withResponse();
+      assert.equal(response.headers.get('x-semcache-status'), want, serverLogOnFailure());
+      const run = await collect(stream);
+      checkOrder(run.types);
+      assert.equal(run.text, SIM_PREFIX + input);
+      runs.push(run);
+    }
+    assert.deepEqual(runs[1].types, runs[0].types);
+  });
+
+  test('responses.stream: a JSON entry replayed as a stream the SDK accumulates', async () => {
+    const input = 'What is the speed of light?';
+    const stored = await client.responses.create({ model: 'sdk-resp', input });
+    const hits = async () => (await (await fetch(base + '/api/v1/cache/stats')).json()).hits;
+    const before = await hits();
+    const stream = client.responses.stream({ model: 'sdk-resp', input });
+    const types = [];
+    stream.on('event', (ev) => types.push(ev.type));
+    const final = await stream.finalResponse();
+    assert.equal(await hits(), before + 1, 'the stream was not served from the JSON entry');
+    checkOrder(types);
+    assert.equal(final.output_text, stored.output_text);
+    assert.equal(final.status, 'completed');
+    // And a stream entry replayed by the helper: miss, then hit.
+    for (const want of ['MISS', 'HIT']) {
+      const s = client.responses.stream({ model: 'sdk-resp-2', input });
+      const r = await s.finalResponse();
+      assert.equal(r.output_text, SIM_PREFIX + input, `${want}: ${serverLogOnFailure()}`);
+    }
+    const hit = await client.responses.create({ model: 'sdk-resp-2', input, stream: true }).withResponse();
+    assert.equal(hit.response.headers.get('x-semcache-status'), 'HIT');
+    await collect(hit.data);
+  });
+
+  test('completions.create (legacy): miss then HIT', async () => {
+    const prompt = 'Say hello in Spanish.';
+    const first = await client.completions.create({ model: 'sdk-legacy', prompt, max_tokens: 20 }).withResponse();
+    assert.equal(first.response.headers.get('x-semcache-status'), 'MISS', serverLogOnFailure());
+    const second = await client.completions.create({ model: 'sdk-legacy', prompt, max_tokens: 20 }).withResponse();
+    assert.equal(second.response.headers.get('x-semcache-status'), 'HIT');
+    assert.equal(second.data.choices[0].text, SIM_PREFIX + prompt);
+  });
 });
 
 function serverLogOnFailure() {

@@ -438,8 +438,8 @@ func wordPieces(s string) []piece {
 // chunks that replay it.
 type replayLogprobs struct {
 	// first is the role chunk's logprobs: the object's non-array fields and
-	// the arrays not split over pieces; nil when the choice has no
-	// logprobs object.
+	// the arrays not split over pieces; nil when there are none, or the
+	// choice has no logprobs object.
 	first map[string]any
 	// scalars are the object's non-array fields (refusal: null), repeated
 	// in every chunk that carries logprobs.
@@ -486,6 +486,9 @@ func splitLogprobs(v any, msg map[string]any) replayLogprobs {
 			pieces[0].logprobs = arr
 		}
 		r.pieces[k] = pieces
+	}
+	if len(r.first) == 0 && len(lp) > 0 {
+		r.first = nil // every array went with its text
 	}
 	return r
 }

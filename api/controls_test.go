@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"sync"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/semcache/semcache/api"
+	"github.com/semcache/semcache/embedding"
 	"github.com/semcache/semcache/semantic"
 )
 
@@ -164,14 +166,22 @@ func testBadControlHeaders(t *testing.T) {
 	up := newUpstream(t, nil)
 	p := newProxy(t, up, nil)
 	for name, h := range map[string]map[string]string{
-		"max-age negative":   {"Cache-Control": "max-age=-1"},
-		"max-age not a num":  {"Cache-Control": "max-age=soon"},
-		"ttl zero":           {api.HeaderTTL: "0"},
-		"ttl not a number":   {api.HeaderTTL: "1h"},
-		"mode unknown":       {api.HeaderMode: "fuzzy"},
-		"threshold above 1":  {api.HeaderThreshold: "1.5"},
-		"threshold zero":     {api.HeaderThreshold: "0"},
-		"namespace too long": {api.HeaderNamespace: strings.Repeat("n", 129)},
+		"max-age negative":    {"Cache-Control": "max-age=-1"},
+		"max-age not a num":   {"Cache-Control": "max-age=soon"},
+		"ttl zero":            {api.HeaderTTL: "0"},
+		"ttl not a number":    {api.HeaderTTL: "1h"},
+		"ttl signed":          {api.HeaderTTL: "+60"},
+		"ttl negative":        {api.HeaderTTL: "-60"},
+		"max-age signed":      {"Cache-Control": "max-age=+5"},
+		"max-age exponent":    {"Cache-Control": "max-age=1e3"},
+		"max-age empty":       {"Cache-Control": "max-age="},
+		"max-age quote open":  {"Cache-Control": `max-age="60`},
+		"max-age quotes only": {"Cache-Control": `max-age=""`},
+		"max-age space":       {"Cache-Control": "max-age= 5"},
+		"mode unknown":        {api.HeaderMode: "fuzzy"},
+		"threshold above 1":   {api.HeaderThreshold: "1.5"},
+		"threshold zero":      {api.HeaderThreshold: "0"},
+		"namespace too long":  {api.HeaderNamespace: strings.Repeat("n", 129)},
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := p.postH(t, "sk-a", chat("m", "", "user", question), h)
@@ -182,5 +192,146 @@ func testBadControlHeaders(t *testing.T) {
 	}
 	if n := up.calls.Load(); n != 0 {
 		t.Errorf("upstream calls %d, want 0", n)
+	}
+}
+
+// ttlStore is the real store of the current backend, recording the TTL of
+// every entry stored.
+type ttlStore struct {
+	testStore
+	mu   sync.Mutex
+	ttls []time.Duration // guarded by mu
+}
+
+func (s *ttlStore) Set(ctx context.Context, key, scope string, value []byte, vec []float32, ttl time.Duration) error {
+	s.mu.Lock()
+	s.ttls = append(s.ttls, ttl)
+	s.mu.Unlock()
+	return s.testStore.Set(ctx, key, scope, value, vec, ttl)
+}
+
+// take returns the TTLs recorded since the last call.
+func (s *ttlStore) take() []time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.ttls
+	s.ttls = nil
+	return t
+}
+
+func TestTTLHeaderIsCappedAtMaxTTL(t *testing.T) { forEachBackend(t, testTTLHeaderIsCappedAtMaxTTL) }
+
+func testTTLHeaderIsCappedAtMaxTTL(t *testing.T) {
+	emb, err := embedding.NewLocal(embedding.LocalConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &ttlStore{testStore: newStore(t, emb)}
+	p := proxyOnStore(t, newUpstream(t, nil), emb, store, func(c *api.Config) { c.MaxTTL = time.Hour }, nil)
+	body := chat("m", "", "user", question)
+	for _, tc := range []struct {
+		ttl  string
+		want time.Duration
+	}{
+		{"60", time.Minute},
+		{"3600", time.Hour},
+		{"3601", time.Hour},
+		// 18446744074 s is 2^64 ns and a bit: multiplied as a Duration it
+		// wraps to 0.29 s.
+		{"18446744074", time.Hour},
+		{"9223372036854775807", time.Hour},
+		{"99999999999999999999999999", time.Hour},
+	} {
+		t.Run(tc.ttl, func(t *testing.T) {
+			// max-age=0: skip the lookup, so every request stores.
+			r := p.postH(t, "sk-a", body, map[string]string{api.HeaderTTL: tc.ttl, "Cache-Control": "max-age=0"})
+			if r.status != 200 || r.semStatus() != "MISS" {
+				t.Fatalf("%d %s, want 200 MISS: %s", r.status, r.semStatus(), r.body)
+			}
+			if got := store.take(); len(got) != 1 || got[0] != tc.want {
+				t.Errorf("stored with TTLs %v, want [%v]", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestCacheControlMaxAgeForms ages an entry by 100 s before each request:
+// max-age is honoured quoted, in any case, beyond any Duration (as "any
+// age"), and the smallest of several wins.
+func TestCacheControlMaxAgeForms(t *testing.T) { forEachBackend(t, testCacheControlMaxAgeForms) }
+
+func testCacheControlMaxAgeForms(t *testing.T) {
+	clk := &clock{now: time.Unix(1_800_000_000, 0)}
+	p := newProxyWith(t, newUpstream(t, nil), nil, func(c *semantic.Config) { c.Now = clk.Now })
+	body := chat("m", "", "user", question)
+	for _, tc := range []struct {
+		cacheControl string
+		want         string
+	}{
+		{"max-age=200", "HIT"},
+		{`max-age="200"`, "HIT"},
+		{`max-age="60"`, "MISS"},
+		{"Max-Age=200", "HIT"},
+		{"max-age=18446744074", "HIT"},
+		{"max-age=99999999999999999999999999", "HIT"},
+		{"max-age=200, max-age=60", "MISS"},
+		{"max-age=60, max-age=200", "MISS"},
+		{"max-age=0, max-age=200", "MISS"},
+	} {
+		t.Run(tc.cacheControl, func(t *testing.T) {
+			if r := p.postH(t, "sk-a", body, map[string]string{"Cache-Control": "max-age=0"}); r.header.Get(api.HeaderKey) == "" {
+				t.Fatalf("refresh stored nothing: %d %s", r.status, r.body)
+			}
+			clk.Add(100 * time.Second)
+			r := p.postH(t, "sk-a", body, map[string]string{"Cache-Control": tc.cacheControl})
+			if r.status != 200 || r.semStatus() != tc.want {
+				t.Errorf("on a 100 s old entry: %d %s, want 200 %s: %s", r.status, r.semStatus(), tc.want, r.body)
+			}
+		})
+	}
+}
+
+// TestStreamCacheControl: on a stream sent as SSE clients send it, no-cache
+// is a transport hint, and the caller still has ways to leave the cache
+// out: max-age=0 (fresh answer, stored), max-age=0 with no-store (fresh,
+// not stored) and X-Semcache-Mode: off (BYPASS). no-store alone still
+// serves a hit.
+func TestStreamCacheControl(t *testing.T) { forEachBackend(t, testStreamCacheControl) }
+
+func testStreamCacheControl(t *testing.T) {
+	p := newProxy(t, newUpstream(t, nil), nil)
+	sse := func(cc string, extra map[string]string) map[string]string {
+		h := map[string]string{"Accept": "text/event-stream", "Cache-Control": cc}
+		for k, v := range extra {
+			h[k] = v
+		}
+		return h
+	}
+	checkComplete(t, "first", p.stream(t, question, "", sse("no-cache", nil)), "MISS", simAnswer(question))
+	calls := p.up.calls.Load()
+	steps := []struct {
+		name    string
+		prompt  string
+		headers map[string]string
+		want    string
+		calls   int64 // upstream calls the step makes
+	}{
+		{"no-cache is a transport hint", question, sse("no-cache", nil), "HIT", 0},
+		{"no-store alone still serves the hit", question, sse("no-cache, no-store", nil), "HIT", 0},
+		{"max-age=0 skips the lookup", question, sse("no-cache, max-age=0", nil), "MISS", 1},
+		{"mode off bypasses", question, sse("no-cache", map[string]string{api.HeaderMode: "off"}), "BYPASS", 1},
+		{"mode off wins over max-age", question, sse("max-age=3600", map[string]string{api.HeaderMode: "off"}), "BYPASS", 1},
+		{"max-age=0 with no-store", "What is the capital of France?", sse("no-cache, max-age=0, no-store", nil), "MISS", 1},
+		{"... stored nothing", "What is the capital of France?", sse("no-cache", nil), "MISS", 1},
+	}
+	for _, st := range steps {
+		r := p.stream(t, st.prompt, "", st.headers)
+		if r.semStatus() != st.want || !r.done {
+			t.Errorf("%s: %s (done %v), want %s", st.name, r.semStatus(), r.done, st.want)
+		}
+		if n := p.up.calls.Load(); n-calls != st.calls {
+			t.Errorf("%s: %d upstream calls, want %d", st.name, n-calls, st.calls)
+		}
+		calls = p.up.calls.Load()
 	}
 }

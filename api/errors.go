@@ -4,10 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/semcache/semcache/semantic"
 	"net/http"
+	"strings"
 
 	"github.com/labstack/echo/v4"
+	"github.com/semcache/semcache/semantic"
 )
 
 // Error is an error with the HTTP status and the OpenAI error type and code
@@ -42,7 +43,8 @@ func invalidRequest(err error) *Error {
 	return e
 }
 
-// errorBody is the OpenAI error shape: {"error":{"message","type","code"}}.
+// errorBody is the OpenAI error shape:
+// {"error":{"message","type","param","code"}}.
 type errorBody struct {
 	Error struct {
 		Message string  `json:"message"`
@@ -63,13 +65,7 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	switch {
 	case errors.As(err, &ae):
 	case errors.As(err, &he):
-		ae = &Error{Status: he.Code, Type: "invalid_request_error", Message: fmt.Sprint(he.Message)}
-		if he.Code == http.StatusNotFound {
-			ae.Code = "not_found"
-		}
-		if he.Code >= 500 {
-			ae.Type = "server_error"
-		}
+		ae = echoError(he, c.Request(), c.Response().Header().Get(echo.HeaderAllow))
 	default:
 		s.log.Error("request failed", "path", c.Path(), "err", err)
 		ae = &Error{Status: http.StatusInternalServerError, Type: "server_error", Message: "internal error"}
@@ -77,6 +73,48 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	if err := c.JSON(ae.Status, ae.body()); err != nil {
 		s.log.Warn("write error response", "err", err)
 	}
+}
+
+// echoError is the OpenAI-shaped form of an echo.HTTPError: echo's own
+// answers (no route: 404; a route that does not take the method: 405, for
+// which echo has set the Allow header) and any a handler returns. The
+// status is kept; the code is the status text in snake case (not_found,
+// method_not_allowed); the type is server_error from 500 up, else
+// invalid_request_error. allow is the response's Allow header.
+func echoError(he *echo.HTTPError, r *http.Request, allow string) *Error {
+	e := &Error{Status: he.Code, Type: "invalid_request_error", Code: snakeCase(http.StatusText(he.Code)), Message: fmt.Sprint(he.Message)}
+	switch {
+	case he.Code == http.StatusNotFound && he.Message == echo.ErrNotFound.Message:
+		e.Message = fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path)
+	case he.Code == http.StatusMethodNotAllowed:
+		e.Message = fmt.Sprintf("method %s is not allowed on %s", r.Method, r.URL.Path)
+		if allow != "" {
+			e.Message += "; allowed: " + allow
+		}
+	case he.Code >= 500:
+		e.Type = "server_error"
+	}
+	return e
+}
+
+// snakeCase turns an HTTP status text into an error code: lower case, each
+// run of other characters than letters and digits one underscore
+// ("Method Not Allowed" gives "method_not_allowed").
+func snakeCase(s string) string {
+	var b strings.Builder
+	sep := false
+	for _, r := range strings.ToLower(s) {
+		if ('a' <= r && r <= 'z') || ('0' <= r && r <= '9') {
+			if sep && b.Len() > 0 {
+				b.WriteByte('_')
+			}
+			b.WriteRune(r)
+			sep = false
+			continue
+		}
+		sep = true
+	}
+	return b.String()
 }
 
 // body returns e in the OpenAI error shape.

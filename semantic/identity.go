@@ -248,8 +248,9 @@ type Request struct {
 // Errors wrap ErrBadRequest and name the offending field: malformed JSON, a
 // missing or non-string model, a missing or empty messages array, a message
 // that is not an object or has no string role, content that is neither a
-// string, null nor an array. Identify is a pure function, safe for
-// concurrent use.
+// string, null nor an array, a content part that is not an object or has
+// no non-empty string type, a text part whose text is not a string (see
+// checkParts). Identify is a pure function, safe for concurrent use.
 func Identify(body []byte, tenant, namespace string, n Normalization) (Identity, Request, error) {
 	return IdentifyChat(body, Caller{Tenant: tenant, Namespace: namespace}, n)
 }
@@ -301,8 +302,12 @@ func IdentifyChat(body []byte, who Caller, n Normalization) (Identity, Request, 
 		if r, ok := obj["role"].(string); !ok || r == "" {
 			return id, rq, badField("messages[%d].role: want a non-empty string", i)
 		}
-		switch obj["content"].(type) {
-		case nil, string, []any:
+		switch c := obj["content"].(type) {
+		case nil, string:
+		case []any:
+			if err := checkParts(i, c); err != nil {
+				return id, rq, err
+			}
 		default:
 			return id, rq, badField("messages[%d].content: want a string, null or an array of parts", i)
 		}
@@ -435,10 +440,34 @@ func hex4(b []byte, i int) (rune, bool) {
 	return rune(v), err == nil
 }
 
+// checkParts checks the content parts of message i: each must be an object
+// with a non-empty string "type", and a "text" part must have a string
+// "text" (else a part like {"type":"text"} would be an empty prompt and
+// share its entry with every other malformed one). Parts of other types
+// (image_url, input_audio, file, types this package does not know) are not
+// looked into: they are hashed verbatim.
+func checkParts(i int, parts []any) error {
+	for j, p := range parts {
+		obj, ok := p.(map[string]any)
+		if !ok {
+			return badField("messages[%d].content[%d]: want a content part object", i, j)
+		}
+		typ, ok := obj["type"].(string)
+		if !ok || typ == "" {
+			return badField("messages[%d].content[%d].type: want a non-empty string", i, j)
+		}
+		if _, ok := obj["text"].(string); typ == "text" && !ok {
+			return badField("messages[%d].content[%d].text: want a string", i, j)
+		}
+	}
+	return nil
+}
+
 // promptText returns the text of a message content and whether it is text
 // only. A string is itself; an array of {"type":"text","text":...} parts is
 // their texts joined by newlines; anything else (image, audio or file parts)
-// is its canonical JSON, reported as not text.
+// is its canonical JSON, reported as not text. Identify has checked the
+// parts (checkParts) before it is called.
 func promptText(content any) (string, bool) {
 	switch c := content.(type) {
 	case string:

@@ -475,8 +475,13 @@ func TestIdentifyContentShapes(t *testing.T) {
 			wantSemantic: false, wantCacheable: true,
 		},
 		{
-			name:         "text part without text",
-			body:         lastUserBody(`[{"type":"text"}]`),
+			name:         "file part",
+			body:         lastUserBody(`[{"type":"text","text":"Summarise this."},{"type":"file","file":{"file_id":"file-abc"}}]`),
+			wantSemantic: false, wantCacheable: true,
+		},
+		{
+			name:         "part of a type this package does not know",
+			body:         lastUserBody(`[{"type":"hologram","hologram":{"depth":3}}]`),
 			wantSemantic: false, wantCacheable: true,
 		},
 		{
@@ -612,6 +617,45 @@ func TestIdentifyBadRequest(t *testing.T) {
 	// The control body is valid, so each failure above comes from its
 	// change.
 	identify(t, []byte(ok), "t", "ns", Normalization{})
+}
+
+// TestIdentifyBadContentParts: a malformed content part, in the last
+// message or an earlier one, is a FieldError naming it; text parts must
+// carry a string text.
+func TestIdentifyBadContentParts(t *testing.T) {
+	body := func(earlier, last string) string {
+		return `{"model":"m","messages":[{"role":"user","content":` + earlier + `},{"role":"user","content":` + last + `}]}`
+	}
+	const good = `[{"type":"text","text":"Hi"}]`
+	tests := []struct {
+		name, body, field, msg string
+	}{
+		{"text part without text", body(good, `[{"type":"text"}]`), "messages[1].content[0].text", "want a string"},
+		{"text a number", body(good, `[{"type":"text","text":5}]`), "messages[1].content[0].text", "want a string"},
+		{"text null", body(good, `[{"type":"text","text":null}]`), "messages[1].content[0].text", "want a string"},
+		{"second part bad", body(good, `[{"type":"text","text":"a"},{"type":"text","text":["b"]}]`), "messages[1].content[1].text", "want a string"},
+		{"part a string", body(good, `["Hi"]`), "messages[1].content[0]", "want a content part object"},
+		{"part null", body(good, `[null]`), "messages[1].content[0]", "want a content part object"},
+		{"type missing", body(good, `[{"text":"Hi"}]`), "messages[1].content[0].type", "want a non-empty string"},
+		{"type a number", body(good, `[{"type":1,"text":"Hi"}]`), "messages[1].content[0].type", "want a non-empty string"},
+		{"type empty", body(good, `[{"type":"","text":"Hi"}]`), "messages[1].content[0].type", "want a non-empty string"},
+		{"earlier message", body(`[{"type":"text"}]`, good), "messages[0].content[0].text", "want a string"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := Identify([]byte(tt.body), "t", "ns", Normalization{})
+			var fe *FieldError
+			if !errors.As(err, &fe) || !errors.Is(err, ErrBadRequest) {
+				t.Fatalf("Identify(%s) = %v, want a *FieldError wrapping ErrBadRequest", tt.body, err)
+			}
+			if fe.Field != tt.field || fe.Msg != tt.msg {
+				t.Errorf("FieldError{%q, %q}, want {%q, %q}", fe.Field, fe.Msg, tt.field, tt.msg)
+			}
+		})
+	}
+	// The control body is valid, so each failure above comes from its
+	// change.
+	identify(t, []byte(body(good, good)), "t", "ns", Normalization{})
 }
 
 func TestTenantFromToken(t *testing.T) {

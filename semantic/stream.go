@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // Lookup answers a request from the cache alone, for callers that go
@@ -95,9 +96,12 @@ var ErrStreamChunk = errors.New("bad stream chunk")
 // merged by their index, with function.arguments concatenated and id,
 // type and function.name taken once; object fields are merged the same way;
 // other values replace earlier ones. The last non-null finish_reason of a
-// choice is its finish_reason, and logprobs arrays are concatenated. id,
-// created, model, system_fingerprint and service_tier come from the chunks,
-// and usage from the chunk that carried it (absent when none did).
+// choice is its finish_reason; the arrays of its logprobs objects (content,
+// refusal) are concatenated, and their other fields taken as for choice
+// fields. Any other choice field (stop_reason, content_filter_results...)
+// takes its last non-null value. id, created, model, system_fingerprint and
+// service_tier come from the chunks, and usage from the chunk that carried
+// it (absent when none did).
 func AggregateStream(chunks []string) ([]byte, error) {
 	out := map[string]any{"object": "chat.completion"}
 	type choice struct {
@@ -106,6 +110,7 @@ func AggregateStream(chunks []string) ([]byte, error) {
 		calls    map[string]map[string]any // tool calls by index
 		finish   any
 		logprobs map[string]any
+		extra    map[string]any // other choice fields
 	}
 	choices := map[string]*choice{}
 	for i, s := range chunks {
@@ -130,7 +135,7 @@ func AggregateStream(chunks []string) ([]byte, error) {
 			idx := chunkIndex(cm["index"], j)
 			ch := choices[idx.String()]
 			if ch == nil {
-				ch = &choice{index: idx, message: map[string]any{"role": "assistant"}, calls: map[string]map[string]any{}}
+				ch = &choice{index: idx, message: map[string]any{"role": "assistant"}, calls: map[string]map[string]any{}, extra: map[string]any{}}
 				choices[idx.String()] = ch
 			}
 			if d, ok := cm["delta"].(map[string]any); ok {
@@ -163,12 +168,18 @@ func AggregateStream(chunks []string) ([]byte, error) {
 					ch.logprobs = map[string]any{}
 				}
 				for k, v := range lp {
-					old, _ := ch.logprobs[k].([]any)
 					if add, ok := v.([]any); ok {
-						ch.logprobs[k] = append(old, add...)
-					} else if _, had := ch.logprobs[k]; !had || v != nil {
-						ch.logprobs[k] = v
+						old, _ := ch.logprobs[k].([]any)
+						// An empty array stays one, not null.
+						ch.logprobs[k] = append(append([]any{}, old...), add...)
+					} else {
+						setLast(ch.logprobs, k, v)
 					}
+				}
+			}
+			for k, v := range cm {
+				if !chunkChoiceFields[k] {
+					setLast(ch.extra, k, v)
 				}
 			}
 		}
@@ -192,10 +203,24 @@ func AggregateStream(chunks []string) ([]byte, error) {
 		if ch.logprobs != nil {
 			logprobs = ch.logprobs
 		}
-		list = append(list, map[string]any{"index": ch.index, "message": ch.message, "finish_reason": ch.finish, "logprobs": logprobs})
+		c := ch.extra
+		c["index"], c["message"], c["finish_reason"], c["logprobs"] = ch.index, ch.message, ch.finish, logprobs
+		list = append(list, c)
 	}
 	out["choices"] = list
 	return json.Marshal(out)
+}
+
+// chunkChoiceFields are the fields of a chunk's choice that AggregateStream
+// merges in their own way; "message" has no place in a chunk and is dropped.
+var chunkChoiceFields = map[string]bool{"index": true, "delta": true, "message": true, "finish_reason": true, "logprobs": true}
+
+// setLast sets dst[k] to v unless v is null and dst already has k: the last
+// non-null value wins, and a field that was only ever null stays null.
+func setLast(dst map[string]any, k string, v any) {
+	if _, had := dst[k]; !had || v != nil {
+		dst[k] = v
+	}
 }
 
 // deltaOnceFields are the string fields of a delta that name something rather
@@ -271,10 +296,15 @@ func sortedByIndex[V any](m map[string]V) []string {
 // and none was recorded, one is added from the stored usage.
 //
 // For an entry stored from a JSON answer, they are synthesized: per choice
-// a role chunk, one chunk per other message field (reasoning_content,
-// refusal...), the content split after each run of white space, one chunk
-// per tool call, the finish_reason chunk; then the usage chunk when
-// includeUsage. Choice-level logprobs are not replayed.
+// a role chunk (with the message's null fields, e.g. refusal: null), one
+// chunk per other message field (reasoning_content, refusal...), the
+// content split after each run of white space, one chunk per tool call,
+// the finish_reason chunk with the choice's other fields (stop_reason,
+// content_filter_results...); then the usage chunk when includeUsage. A
+// choice's logprobs object is spread over the chunks as splitLogprobs
+// says: content and refusal go one token per chunk, each chunk with its
+// token's logprobs, when the tokens spell the text. AggregateStream of the
+// result gives the stored choices back.
 func StreamChunks(r Result, includeUsage bool) ([]string, error) {
 	body, err := decodeChunk(string(r.Body))
 	if err != nil {
@@ -313,27 +343,55 @@ func StreamChunks(r Result, includeUsage bool) ([]string, error) {
 		ch, _ := raw.(map[string]any)
 		msg, _ := ch["message"].(map[string]any)
 		idx := chunkIndex(ch["index"], j)
-		emit := func(delta map[string]any, finish any) {
+		emit := func(delta map[string]any, logprobs map[string]any, finish any, extra map[string]any) {
 			c := map[string]any{"index": idx, "delta": delta, "finish_reason": finish, "logprobs": nil}
+			if logprobs != nil {
+				c["logprobs"] = logprobs
+			}
+			for k, v := range extra {
+				c[k] = v
+			}
 			out = append(out, encodeChunk(body, []any{c}, nil))
 		}
+		lp := splitLogprobs(ch["logprobs"], msg)
 		role, _ := msg["role"].(string)
 		if role == "" {
 			role = "assistant"
 		}
-		content, isText := msg["content"].(string)
+		_, isText := msg["content"].(string)
 		first := map[string]any{"role": role, "content": nil}
 		if isText {
 			first["content"] = ""
 		}
-		emit(first, nil)
-		for _, k := range slices.Sorted(maps.Keys(msg)) {
-			if v := msg[k]; v != nil && k != "role" && k != "content" && k != "tool_calls" {
-				emit(map[string]any{k: v}, nil)
+		for k, v := range msg {
+			if v == nil && k != "role" && k != "content" {
+				first[k] = nil // refusal: null, as OpenAI's first chunk has it
 			}
 		}
-		for _, w := range splitAfterSpaces(content) {
-			emit(map[string]any{"content": w}, nil)
+		emit(first, lp.first, nil, nil)
+		// field emits message field k: its token pieces when its logprobs
+		// were split, else content in words and any other field whole.
+		field := func(k string, v any) {
+			pieces, ok := lp.pieces[k]
+			if !ok {
+				if s, isText := v.(string); isText && k == "content" {
+					pieces = wordPieces(s)
+				} else {
+					emit(map[string]any{k: v}, nil, nil, nil)
+					return
+				}
+			}
+			for _, p := range pieces {
+				emit(map[string]any{k: p.text}, lp.chunk(k, p.logprobs), nil, nil)
+			}
+		}
+		for _, k := range slices.Sorted(maps.Keys(msg)) {
+			if v := msg[k]; v != nil && k != "role" && k != "content" && k != "tool_calls" {
+				field(k, v)
+			}
+		}
+		if isText {
+			field("content", msg["content"])
 		}
 		calls, _ := msg["tool_calls"].([]any)
 		for n, rawCall := range calls {
@@ -343,14 +401,154 @@ func StreamChunks(r Result, includeUsage bool) ([]string, error) {
 			}
 			delta := maps.Clone(call)
 			delta["index"] = n
-			emit(map[string]any{"tool_calls": []any{delta}}, nil)
+			emit(map[string]any{"tool_calls": []any{delta}}, nil, nil, nil)
 		}
-		emit(map[string]any{}, ch["finish_reason"])
+		extra := map[string]any{}
+		for k, v := range ch {
+			if !chunkChoiceFields[k] {
+				extra[k] = v // stop_reason, content_filter_results...
+			}
+		}
+		emit(map[string]any{}, nil, ch["finish_reason"], extra)
 	}
 	if includeUsage {
 		out = append(out, encodeChunk(body, []any{}, usage))
 	}
 	return out, nil
+}
+
+// piece is one delta of a string message field and the logprobs of the
+// tokens it holds (nil when it carries none).
+type piece struct {
+	text     string
+	logprobs []any
+}
+
+// wordPieces splits s after each run of white space (see splitAfterSpaces).
+func wordPieces(s string) []piece {
+	words := splitAfterSpaces(s)
+	out := make([]piece, len(words))
+	for i, w := range words {
+		out[i] = piece{text: w}
+	}
+	return out
+}
+
+// replayLogprobs is a stored choice's logprobs object laid out over the
+// chunks that replay it.
+type replayLogprobs struct {
+	// first is the role chunk's logprobs: the object's non-array fields and
+	// the arrays not split over pieces; nil when there are none, or the
+	// choice has no logprobs object.
+	first map[string]any
+	// scalars are the object's non-array fields (refusal: null), repeated
+	// in every chunk that carries logprobs.
+	scalars map[string]any
+	// pieces are the deltas of the message fields whose token arrays were
+	// split, by field name.
+	pieces map[string][]piece
+}
+
+// splitLogprobs lays out a stored choice's logprobs over its replay. Each
+// non-empty array field of the object (content, refusal) holds the tokens
+// of the message's string field of the same name. When the tokens spell
+// that text exactly (by their bytes, else their token strings), the field
+// is replayed one token per chunk, each chunk carrying its token's entry
+// (tokens that end inside a UTF-8 sequence are joined with the next, so
+// every delta is valid text). Otherwise the text is split into words and
+// the whole array goes with the first word. Either way concatenating the
+// chunks' arrays gives the stored array, in order. An array with no text
+// to go with goes in the role chunk.
+func splitLogprobs(v any, msg map[string]any) replayLogprobs {
+	lp, ok := v.(map[string]any)
+	if !ok {
+		return replayLogprobs{}
+	}
+	r := replayLogprobs{first: map[string]any{}, scalars: map[string]any{}, pieces: map[string][]piece{}}
+	for k, v := range lp {
+		arr, isArr := v.([]any)
+		if !isArr {
+			r.scalars[k] = v
+			r.first[k] = v
+			continue
+		}
+		text, isText := msg[k].(string)
+		if !isText || text == "" || len(arr) == 0 || deltaOnceFields[k] {
+			r.first[k] = arr
+			continue
+		}
+		pieces, ok := tokenPieces(text, arr)
+		if !ok {
+			pieces = []piece{{text: text}}
+			if k == "content" {
+				pieces = wordPieces(text)
+			}
+			pieces[0].logprobs = arr
+		}
+		r.pieces[k] = pieces
+	}
+	if len(r.first) == 0 && len(lp) > 0 {
+		r.first = nil // every array went with its text
+	}
+	return r
+}
+
+// chunk returns the logprobs object of a chunk carrying tokens of field k:
+// the scalars and k's tokens; nil when it carries none.
+func (r replayLogprobs) chunk(k string, tokens []any) map[string]any {
+	if tokens == nil {
+		return nil
+	}
+	m := maps.Clone(r.scalars)
+	m[k] = tokens
+	return m
+}
+
+// tokenPieces splits text at the boundaries of the tokens in lps (logprobs
+// entries: token, bytes, logprob...), joining tokens that end inside a
+// UTF-8 sequence with the next. It reports false when the tokens do not
+// spell text exactly.
+func tokenPieces(text string, lps []any) ([]piece, bool) {
+	var out []piece
+	start, pos := 0, 0
+	var cur []any
+	for _, raw := range lps {
+		t, ok := raw.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		tok, ok := tokenBytes(t)
+		if !ok || !strings.HasPrefix(text[pos:], tok) {
+			return nil, false
+		}
+		pos += len(tok)
+		cur = append(cur, raw)
+		if pos == len(text) || utf8.RuneStart(text[pos]) {
+			out = append(out, piece{text: text[start:pos], logprobs: cur})
+			start, cur = pos, nil
+		}
+	}
+	return out, pos == len(text) && cur == nil
+}
+
+// tokenBytes returns the text of one logprobs entry: its bytes array when
+// it has one (a token may be part of a UTF-8 sequence, which its token
+// string cannot hold), else its token string.
+func tokenBytes(t map[string]any) (string, bool) {
+	if bs, ok := t["bytes"].([]any); ok {
+		b := make([]byte, len(bs))
+		for i, x := range bs {
+			n, ok := x.(json.Number)
+			v, err := strconv.ParseUint(string(n), 10, 8)
+			if !ok || err != nil {
+				return "", false
+			}
+			b[i] = byte(v)
+		}
+		return string(b), true
+	}
+	tok, ok := t["token"].(string)
+	return tok, ok
 }
 
 // isUsageChunk reports whether a payload is the usage chunk that

@@ -2,6 +2,7 @@ package semantic_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -291,5 +292,132 @@ func TestStreamChunksSynthesizesFromJSONAnswer(t *testing.T) {
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("round trip:\n got %s\nwant %s", body, answer)
 		}
+	}
+}
+
+// storeJSON stores answer, a chat.completion body, for prompt through
+// Lookup and StoreAnswer and returns the Lookup hit that serves it back.
+func storeJSON(t *testing.T, e *env, prompt, answer string) semantic.Result {
+	t.Helper()
+	id := ident(t, "t", prompt)
+	_, vec, _ := e.cache.Lookup(t.Context(), id, semantic.Options{})
+	up := semantic.Upstream{Status: 200, ContentType: "application/json", Body: []byte(answer)}
+	if stored, err := e.cache.StoreAnswer(t.Context(), semantic.Result{}, id, semantic.Options{}, semantic.Answer{Upstream: up}, vec); !stored || err != nil {
+		t.Fatalf("StoreAnswer: %v %v", stored, err)
+	}
+	r, _, hit := e.cache.Lookup(t.Context(), id, semantic.Options{})
+	if !hit {
+		t.Fatal("stored answer not found")
+	}
+	return r
+}
+
+// tok is a logprobs entry for token s, with its bytes and one top_logprobs
+// alternative.
+func tok(s string, logprob string) string {
+	bs := make([]string, len(s))
+	for i := range len(s) {
+		bs[i] = fmt.Sprint(s[i])
+	}
+	b := "[" + strings.Join(bs, ",") + "]"
+	return fmt.Sprintf(`{"token":%q,"logprob":%s,"bytes":%s,"top_logprobs":[{"token":%q,"logprob":%s,"bytes":%s}]}`, s, logprob, b, s, logprob, b)
+}
+
+// byteTok is a logprobs entry for a token that is part of a UTF-8
+// sequence: OpenAI writes its token as escapes, its bytes as they are.
+func byteTok(b ...byte) string {
+	bs := make([]string, len(b))
+	esc := ""
+	for i, x := range b {
+		bs[i] = fmt.Sprint(x)
+		esc += fmt.Sprintf(`\\x%02x`, x)
+	}
+	return fmt.Sprintf(`{"token":"%s","logprob":-0.5,"bytes":[%s],"top_logprobs":[]}`, esc, strings.Join(bs, ","))
+}
+
+func TestStreamChunksReplaysLogprobsAndChoiceFields(t *testing.T) {
+	café := []byte("é")
+	cases := []struct {
+		name   string
+		answer string
+		// aligned: every chunk's content tokens spell its content delta.
+		aligned bool
+	}{
+		{"content tokens, one per chunk", `{"id":"chatcmpl-l","object":"chat.completion","created":1700000002,"model":"m","system_fingerprint":"fp_1",
+			"choices":[{"index":0,"finish_reason":"stop","stop_reason":null,"content_filter_results":{"hate":{"filtered":false}},
+				"message":{"role":"assistant","content":"Un café, merci.","refusal":null,"annotations":[]},
+				"logprobs":{"content":[` + strings.Join([]string{tok("Un", "-0.1"), tok(" caf", "-0.2"), byteTok(café[0]), byteTok(café[1]), tok(",", "-0.3"), tok(" merci", "-0.4"), tok(".", "0")}, ",") + `],"refusal":null}}],
+			"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}}`, true},
+		{"refusal tokens", `{"id":"chatcmpl-r","object":"chat.completion","created":1700000003,"model":"m",
+			"choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant","content":null,"refusal":"I can't help."},
+				"logprobs":{"content":null,"refusal":[` + tok("I", "-0.1") + `,` + tok(" can't", "-0.2") + `,` + tok(" help.", "-0.3") + `]}}],
+			"usage":{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8}}`, true},
+		{"tokens that do not spell the content", `{"id":"chatcmpl-x","object":"chat.completion","created":1700000004,"model":"m",
+			"choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant","content":"Hello there, friend."},
+				"logprobs":{"content":[` + tok("Hi", "-1") + `,` + tok(" you", "-2") + `],"refusal":null}}],
+			"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}`, false},
+		{"empty arrays and two choices", `{"id":"chatcmpl-e","object":"chat.completion","created":1700000005,"model":"m",
+			"choices":[
+				{"index":0,"finish_reason":"stop","message":{"role":"assistant","content":""},"logprobs":{"content":[],"refusal":[]}},
+				{"index":1,"finish_reason":"length","matched_stop":42,"message":{"role":"assistant","content":"ok"},"logprobs":{"content":[` + tok("ok", "-0.01") + `]}}],
+			"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}`, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, semantic.Config{Threshold: 0.8}, nil)
+			r := storeJSON(t, e, promptBase, tc.answer)
+			chunks, err := semantic.StreamChunks(r, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := semantic.AggregateStream(chunks)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := decode(t, body), decode(t, []byte(tc.answer)); !reflect.DeepEqual(got, want) {
+				t.Errorf("round trip:\n got %s\nwant %s\nchunks:\n%s", body, tc.answer, strings.Join(chunks, "\n"))
+			}
+			if !tc.aligned {
+				return
+			}
+			for _, c := range payloads(t, chunks) {
+				for _, raw := range c["choices"].([]any) {
+					ch := raw.(map[string]any)
+					delta := ch["delta"].(map[string]any)
+					lp, _ := ch["logprobs"].(map[string]any)
+					for _, k := range []string{"content", "refusal"} {
+						text, _ := delta[k].(string)
+						toks, _ := lp[k].([]any)
+						var spelled []byte
+						for _, tk := range toks {
+							for _, b := range tk.(map[string]any)["bytes"].([]any) {
+								spelled = append(spelled, byte(b.(float64)))
+							}
+						}
+						if string(spelled) != text {
+							t.Errorf("chunk delta %s %q carries tokens spelling %q", k, text, spelled)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestAggregateStreamKeepsChoiceFields(t *testing.T) {
+	chunks := []string{
+		`{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":{"content":[],"refusal":null},"finish_reason":null,"stop_reason":null}]}`,
+		`{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"a"},"logprobs":{"content":[{"token":"a","logprob":0}],"refusal":null},"finish_reason":null,"stop_reason":null}]}`,
+		`{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop","stop_reason":7}]}`,
+	}
+	body, err := semantic.AggregateStream(chunks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := jsonValue(t, `{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,
+		"message":{"role":"assistant","content":"a"},"logprobs":{"content":[{"token":"a","logprob":0}],"refusal":null},
+		"finish_reason":"stop","stop_reason":7}]}`)
+	if got := decode(t, body); !reflect.DeepEqual(got, want) {
+		t.Errorf("aggregate:\n got %s\nwant %v", body, want)
 	}
 }

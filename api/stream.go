@@ -112,10 +112,12 @@ func (s *Server) streamCompletion(c echo.Context, cl call, id semantic.Identity,
 	c.Response().WriteHeader(resp.StatusCode)
 	flush(c.Response())
 
-	var out io.Writer = c.Response()
-	if stripUsage {
-		out = &usageFilter{w: c.Response()}
-	}
+	// Events go to the client one by one (see eventWriter): the usage chunk
+	// the proxy asked for is left out, and the stream's last event
+	// ([DONE], response.completed) waits until the answer is stored, so a
+	// client that repeats the request as soon as it has read it finds it.
+	out := &eventWriter{w: c.Response(), stripUsage: stripUsage, holdFinal: rec != nil && !ctl.opts.NoStore,
+		responses: cl.api == semantic.APIResponses}
 	if err := relay(out, resp.Body, rec); err != nil {
 		if errors.Is(err, errClientGone) || ctx.Err() != nil {
 			return nil // the upstream call is cancelled with the client; nothing stored
@@ -139,6 +141,11 @@ func (s *Server) streamCompletion(c echo.Context, cl call, id semantic.Identity,
 			}
 		}
 	}
+	if len(out.held) > 0 {
+		if _, err := c.Response().Write(out.held); err == nil {
+			flush(c.Response())
+		}
+	}
 	s.metrics.observe(res, time.Since(start))
 	return nil
 }
@@ -160,7 +167,7 @@ var errClientGone = errors.New("client went away")
 // after every read, and to rec when it is not nil. It returns nil at the
 // end of the body, errClientGone when the client cannot be written to, and
 // the read error when the upstream body failed.
-func relay(w io.Writer, body io.Reader, rec *sseRecorder) error {
+func relay(w *eventWriter, body io.Reader, rec *sseRecorder) error {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := body.Read(buf)
@@ -168,17 +175,14 @@ func relay(w io.Writer, body io.Reader, rec *sseRecorder) error {
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				return errClientGone
 			}
-			flush(w)
+			flush(w.w)
 			if rec != nil {
 				rec.feed(buf[:n])
 			}
 		}
 		if err == io.EOF {
-			if f, ok := w.(*usageFilter); ok && len(f.pending) > 0 && !isUsageEvent(f.pending) {
-				// The last event, not ended by a blank line.
-				if _, werr := f.w.Write(f.pending); werr != nil {
-					return errClientGone
-				}
+			if err := w.end(); err != nil {
+				return errClientGone
 			}
 			return nil
 		}
@@ -190,14 +194,7 @@ func relay(w io.Writer, body io.Reader, rec *sseRecorder) error {
 
 // flush sends what has been written to the client; a writer that cannot
 // flush fails the next write instead.
-func flush(w io.Writer) {
-	switch x := w.(type) {
-	case http.ResponseWriter:
-		_ = http.NewResponseController(x).Flush()
-	case *usageFilter:
-		flush(x.w)
-	}
-}
+func flush(w http.ResponseWriter) { _ = http.NewResponseController(w).Flush() }
 
 // isEventStream reports whether a Content-Type is text/event-stream.
 func isEventStream(ct string) bool {
@@ -426,31 +423,82 @@ func withIncludeUsage(body []byte) ([]byte, bool) {
 	return out, err == nil
 }
 
-// usageFilter passes a server-sent event stream to w event by event,
-// leaving out usage chunks (usage set, no choices): the chunk that
-// stream_options.include_usage adds, when the proxy asked for it and the
-// client did not. An event is written once its terminating blank line has
-// arrived; relay writes what is left at the end of the body.
-type usageFilter struct {
-	w       io.Writer
-	pending []byte
+// eventWriter passes a server-sent event stream to w event by event (an
+// event is written once its terminating blank line has arrived; end writes
+// what is left). With stripUsage it leaves out usage chunks (usage set, no
+// choices): the chunk stream_options.include_usage adds when the proxy
+// asked for it and the client did not. With holdFinal it keeps the
+// stream's last event ([DONE], or response.completed when responses) and
+// anything after it in held, for the caller to write once the answer is
+// stored. It is not safe for concurrent use.
+type eventWriter struct {
+	w                     http.ResponseWriter
+	stripUsage, holdFinal bool
+	responses             bool
+	pending, held         []byte
 }
 
-func (f *usageFilter) Write(p []byte) (int, error) {
+func (f *eventWriter) Write(p []byte) (int, error) {
+	if !f.stripUsage && !f.holdFinal {
+		return f.w.Write(p)
+	}
 	f.pending = append(f.pending, p...)
 	for {
 		end := eventEnd(f.pending)
 		if end < 0 {
 			return len(p), nil
 		}
-		ev := f.pending[:end]
-		if !isUsageEvent(ev) {
-			if _, err := f.w.Write(ev); err != nil {
-				return 0, err
-			}
+		if err := f.event(f.pending[:end]); err != nil {
+			return 0, err
 		}
 		f.pending = f.pending[end:]
 	}
+}
+
+// event writes, drops or holds one raw event.
+func (f *eventWriter) event(ev []byte) error {
+	switch {
+	case f.stripUsage && isUsageEvent(ev):
+		return nil
+	case f.holdFinal && (len(f.held) > 0 || f.isFinal(ev)):
+		f.held = append(f.held, ev...)
+		return nil
+	}
+	_, err := f.w.Write(ev)
+	return err
+}
+
+// end handles the bytes after the last blank line: an event the upstream
+// did not end.
+func (f *eventWriter) end() error {
+	if len(f.pending) == 0 {
+		return nil
+	}
+	ev := f.pending
+	f.pending = nil
+	return f.event(ev)
+}
+
+// isFinal reports whether a raw event ends the stream: data: [DONE], or a
+// Responses stream's response.completed event.
+func (f *eventWriter) isFinal(ev []byte) bool {
+	data := eventData(ev)
+	if f.responses {
+		return eventType(data) == "response.completed"
+	}
+	return strings.TrimSpace(data) == "[DONE]"
+}
+
+// eventData returns the data of a raw event, its data lines joined by \n.
+func eventData(ev []byte) string {
+	var data []string
+	for _, l := range strings.Split(string(ev), "\n") {
+		l = strings.TrimSuffix(l, "\r")
+		if v, ok := strings.CutPrefix(l, "data:"); ok {
+			data = append(data, strings.TrimPrefix(v, " "))
+		}
+	}
+	return strings.Join(data, "\n")
 }
 
 // eventEnd returns the length of the first complete event in b (through
@@ -476,18 +524,11 @@ func isUsageEvent(ev []byte) bool {
 	if !bytes.Contains(ev, []byte(`"usage"`)) {
 		return false
 	}
-	var data []string
-	for _, l := range strings.Split(string(ev), "\n") {
-		l = strings.TrimSuffix(l, "\r")
-		if v, ok := strings.CutPrefix(l, "data:"); ok {
-			data = append(data, strings.TrimPrefix(v, " "))
-		}
-	}
 	var m struct {
 		Usage   json.RawMessage `json:"usage"`
 		Choices []any           `json:"choices"`
 	}
-	if json.Unmarshal([]byte(strings.Join(data, "\n")), &m) != nil {
+	if json.Unmarshal([]byte(eventData(ev)), &m) != nil {
 		return false
 	}
 	return len(m.Usage) > 0 && string(m.Usage) != "null" && len(m.Choices) == 0

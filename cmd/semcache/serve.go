@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/net/netutil"
 
 	"github.com/semcache/semcache/api"
@@ -281,10 +282,27 @@ func parseServe(args []string, getenv func(string) string, help io.Writer) (serv
 }
 
 func (c *serveConfig) validate() error {
+	if err := validListen(c.listen); err != nil {
+		return err
+	}
 	switch c.backend {
 	case "memory":
+		// A setting of the other backend would silently do nothing.
+		for _, f := range redisFlags {
+			if c.given[f] {
+				return fmt.Errorf("--%s applies only to --backend redis (the backend is memory)", f)
+			}
+		}
 	case "redis":
+		for _, f := range memoryFlags {
+			if c.given[f] {
+				return fmt.Errorf("--%s applies only to --backend memory (the backend is redis)", f)
+			}
+		}
 		if !strings.HasPrefix(c.redisURL, "redis://") && !strings.HasPrefix(c.redisURL, "rediss://") {
+			return fmt.Errorf("--redis-url %q: want redis://host:port/db", redactURL(c.redisURL))
+		}
+		if _, err := redis.ParseURL(c.redisURL); err != nil {
 			return fmt.Errorf("--redis-url %q: want redis://host:port/db", redactURL(c.redisURL))
 		}
 		if c.redisTimeout <= 0 || c.redisDialTO <= 0 || c.redisPoolSize < 0 || c.redisRetries < 0 {
@@ -295,9 +313,15 @@ func (c *serveConfig) validate() error {
 	}
 	switch c.embedder {
 	case "local":
+		if c.embedderURL != "" || c.embedderModel != "" {
+			return errors.New("--embedder-url and --embedder-model apply only to --embedder openai or trained (the embedder is local)")
+		}
 	case "openai":
 		if c.embedderURL == "" || c.embedderModel == "" || c.embedderDim <= 0 {
 			return errors.New("--embedder openai needs --embedder-url, --embedder-model and --embedder-dim > 0")
+		}
+		if !isHTTPURL(c.embedderURL) {
+			return fmt.Errorf("--embedder-url %q: want an absolute http(s) base URL such as https://api.openai.com/v1", redactURL(c.embedderURL))
 		}
 	case "trained":
 		if c.embedderModel == "" || c.embedderURL != "" || c.embedderDim != 0 {
@@ -388,7 +412,7 @@ func (c *serveConfig) validate() error {
 	if _, err := c.logger(io.Discard); err != nil {
 		return err
 	}
-	if c.upstream != "" && !strings.HasPrefix(c.upstream, "http://") && !strings.HasPrefix(c.upstream, "https://") {
+	if c.upstream != "" && !isHTTPURL(c.upstream) {
 		return fmt.Errorf("--upstream %q: want an http(s) base URL such as https://api.openai.com/v1", redactURL(c.upstream))
 	}
 	if _, err := c.guardSet(); err != nil {
@@ -458,6 +482,34 @@ func (c *serveConfig) validatePolicy() error {
 		return fmt.Errorf("--judge %q: want exact or embedding", c.judge)
 	}
 	return nil
+}
+
+// redisFlags are the flags of --backend redis only, memoryFlags those of
+// --backend memory only.
+var (
+	redisFlags  = []string{"redis-url", "redis-prefix", "redis-pool-size", "redis-timeout", "redis-dial-timeout", "redis-max-retries"}
+	memoryFlags = []string{"index", "max-entries", "max-bytes"}
+)
+
+// validListen checks that addr is a host:port net.Listen can be asked for:
+// the host may be empty (every interface) and the port a number in
+// [0, 65535] or a service name. Whether the address is free is only known
+// when runServe listens.
+func validListen(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--listen %q: want host:port, e.g. 127.0.0.1:8080 (%v)", addr, err)
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil {
+		return fmt.Errorf("--listen %q: port %q: want a number in [0, 65535]", addr, port)
+	}
+	return nil
+}
+
+// isHTTPURL reports whether s is an absolute http or https URL with a host.
+func isHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }
 
 // adaptiveFlags are the flags of --policy adaptive only.
@@ -622,6 +674,9 @@ func (c *serveConfig) newEmbedder() (*embedding.Cached, error) {
 		})
 	case "trained":
 		e, err = embedding.LoadTrained(c.embedderModel)
+		if err != nil {
+			return nil, badSetting("--embedder-model: %w", err) // err names the file
+		}
 	default:
 		e, err = embedding.NewLocal(embedding.LocalConfig{Dim: c.embedderDim})
 	}
@@ -650,6 +705,9 @@ func (c *serveConfig) newStore(ctx context.Context, emb semantic.Embedder, log *
 			PoolSize: c.redisPoolSize, DialTimeout: c.redisDialTO, ReadTimeout: c.redisTimeout, WriteTimeout: c.redisTimeout,
 			MaxRetries: retries,
 		})
+		if errors.Is(err, index.ErrIndexSchema) {
+			return nil, badSetting("--redis-prefix %q: %w: it was created with other --embedder or --hnsw-* settings; keep them, or use another --redis-prefix", c.redisPrefix, err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("redis backend: %w", err)
 		}
@@ -680,6 +738,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	log, _ := cfg.logger(stderr)
 	if err := runServe(ctx, cfg, log, nil); err != nil {
+		var bad *settingError
+		if errors.As(err, &bad) {
+			fmt.Fprintf(stderr, "semcache serve: %v\n", err)
+			return 2
+		}
 		if errors.Is(err, errRequestsCut) {
 			log.Error("semcache serve stopped, cutting requests in flight", "err", err)
 			return exitCut
@@ -691,26 +754,42 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // runServe serves until ctx ends. ready, when not nil, is called with the
-// proxy's base URL once it accepts connections.
+// proxy's base URL once it accepts connections. A setting that is well
+// formed but cannot be used (an address already in use, a model file that
+// cannot be read) is returned as a *settingError naming its flag.
 func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func(baseURL string)) error {
+	// First, so that a taken address stops the start before anything
+	// slower is set up.
+	ln, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) {
+			err = op.Err // "bind: address already in use", without repeating the address
+		}
+		return badSetting("--listen %s: %w", cfg.listen, err)
+	}
+	defer ln.Close()
+	if cfg.maxConns > 0 {
+		ln = netutil.LimitListener(ln, cfg.maxConns)
+	}
+	emb, err := cfg.newEmbedder()
+	if err != nil {
+		return err
+	}
 	upstream := cfg.upstream
 	if upstream == "" {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		simLn, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return fmt.Errorf("start simulated upstream: %w", err)
 		}
 		simSrv := &http.Server{Handler: sim.New(sim.Config{Latency: cfg.simLatency, PerToken: cfg.simPerToken}), ReadHeaderTimeout: 10 * time.Second}
-		go func() { _ = simSrv.Serve(ln) }()
+		go func() { _ = simSrv.Serve(simLn) }()
 		defer simSrv.Close()
-		upstream = "http://" + ln.Addr().String() + "/v1"
+		upstream = "http://" + simLn.Addr().String() + "/v1"
 		log.Warn("no --upstream configured: answers come from the built-in SIMULATED upstream, not a real model",
 			"simulated_upstream", upstream, "latency", cfg.simLatency, "per_token", cfg.simPerToken)
 	}
 
-	emb, err := cfg.newEmbedder()
-	if err != nil {
-		return fmt.Errorf("embedder: %w", err)
-	}
 	if cfg.threshold == "" && cfg.embedder == "local" && emb.Dim() != 384 {
 		log.Warn("the local embedder's default threshold was measured at 384 dimensions; measure yours with `semcache bench tune`", "dim", emb.Dim(), "threshold", cfg.thresholdValue())
 	}
@@ -720,10 +799,13 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func
 	}
 	defer store.Close()
 	norm, _ := cfg.normalization()
-	rules, _ := cfg.rules()
-	pricing, err := cfg.pricingTable() // validated, but the file may have changed since
+	rules, err := cfg.rules() // validated, but the file may have changed since
 	if err != nil {
-		return err
+		return &settingError{err}
+	}
+	pricing, err := cfg.pricingTable() // likewise
+	if err != nil {
+		return &settingError{err}
 	}
 	if pricing != nil {
 		log.Info("pricing table loaded: check its prices against your provider's", "pricing", cfg.pricing,
@@ -747,13 +829,6 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func
 	}, cache)
 	if err != nil {
 		return err
-	}
-	ln, err := net.Listen("tcp", cfg.listen)
-	if err != nil {
-		return fmt.Errorf("--listen %s: %w", cfg.listen, err)
-	}
-	if cfg.maxConns > 0 {
-		ln = netutil.LimitListener(ln, cfg.maxConns)
 	}
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: cfg.readTimeout,
 		WriteTimeout: cfg.effectiveWriteTimeout(), IdleTimeout: cfg.idleTimeout}
@@ -785,6 +860,20 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func
 		return fmt.Errorf("%w: %v", errRequestsCut, err)
 	}
 	return nil
+}
+
+// settingError is runServe's error for a setting that parseServe accepted
+// but that cannot be used: an address already in use, a model file that
+// cannot be read, a Redis index made by other settings. Its message names
+// the flag; serve exits 2 on it, as on parseServe's errors.
+type settingError struct{ err error }
+
+func (e *settingError) Error() string { return e.err.Error() }
+func (e *settingError) Unwrap() error { return e.err }
+
+// badSetting returns a *settingError with the message fmt.Errorf gives.
+func badSetting(format string, args ...any) error {
+	return &settingError{fmt.Errorf(format, args...)}
 }
 
 // errRequestsCut is runServe's error when a shutdown had to cut requests

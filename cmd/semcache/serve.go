@@ -331,8 +331,8 @@ func (c *serveConfig) validate() error {
 		return fmt.Errorf("--embedder %q: want local, openai or trained", c.embedder)
 	}
 	if c.threshold == "" {
-		if _, ok := defaultThreshold[c.embedder]; !ok {
-			return fmt.Errorf("--threshold is required with --embedder %s: semcache has no measured default for a remote or trained model; measure one with `semcache bench tune` on your data", c.embedder)
+		if _, ok := defaultThreshold[c.embedder]; !ok && c.policy != "adaptive" {
+			return fmt.Errorf("--threshold is required with --embedder %s: semcache has no measured default for a remote or trained model; measure one with `semcache bench tune` on your data (or use --policy adaptive)", c.embedder)
 		}
 	} else if t, err := strconv.ParseFloat(c.threshold, 64); err != nil || !(t > 0 && t <= 1) {
 		return fmt.Errorf("--threshold %q: want a cosine similarity in (0, 1] (higher is stricter)", c.threshold)
@@ -433,6 +433,12 @@ func (c *serveConfig) validatePolicy() error {
 			}
 		}
 	case "adaptive":
+		// The policy decides per entry (or per stratum) from verified
+		// answers, with --similarity-floor below it; a threshold given
+		// with it would be accepted and do nothing.
+		if c.given["threshold"] {
+			return errors.New("--threshold applies only to --policy static: the adaptive policy decides per entry which neighbours to serve (never below --similarity-floor); use --max-error-rate to bound its wrong answers")
+		}
 	default:
 		return fmt.Errorf("--policy %q: want static or adaptive", c.policy)
 	}
@@ -571,8 +577,15 @@ func (c *serveConfig) policyConfig(emb semantic.Embedder) (semantic.Policy, sema
 	}
 }
 
-// thresholdValue returns the threshold in force.
+// thresholdValue returns the threshold in force: --threshold or the
+// embedder's default under the static policy; under the adaptive policy,
+// which takes no --threshold, the --similarity-floor, below which nothing
+// is served (the semantic.Config needs a threshold, and this is the one the
+// adaptive policy applies).
 func (c *serveConfig) thresholdValue() float64 {
+	if c.policy == "adaptive" {
+		return c.floor
+	}
 	if c.threshold == "" {
 		return defaultThreshold[c.embedder]
 	}
@@ -790,7 +803,7 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func
 			"simulated_upstream", upstream, "latency", cfg.simLatency, "per_token", cfg.simPerToken)
 	}
 
-	if cfg.threshold == "" && cfg.embedder == "local" && emb.Dim() != 384 {
+	if cfg.threshold == "" && cfg.policy == "static" && cfg.embedder == "local" && emb.Dim() != 384 {
 		log.Warn("the local embedder's default threshold was measured at 384 dimensions; measure yours with `semcache bench tune`", "dim", emb.Dim(), "threshold", cfg.thresholdValue())
 	}
 	store, err := cfg.newStore(ctx, emb, log)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -46,7 +47,7 @@ func TestEmbedderTrainWritesModel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cached, err := c.newEmbedder()
+	cached, err := c.newEmbedder(context.Background(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

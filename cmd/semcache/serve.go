@@ -196,7 +196,7 @@ func parseServe(args []string, getenv func(string) string, help io.Writer) (serv
 	fs.StringVar(&c.embedder, "embedder", "local", "embedder: local (built-in lexical, offline), openai (any OpenAI-compatible /embeddings) or trained (a model file from `semcache embedder train`, offline)")
 	fs.StringVar(&c.embedderURL, "embedder-url", "", "base URL of the embeddings API for --embedder openai")
 	fs.StringVar(&c.embedderModel, "embedder-model", "", "embedding model for --embedder openai, e.g. text-embedding-3-small; model file for --embedder trained")
-	intFlag(fs, &c.embedderDim, "embedder-dim", 0, "vector length; 0 means 384 for local; required for openai (sent as dimensions)")
+	intFlag(fs, &c.embedderDim, "embedder-dim", 0, "vector length; 0 means 384 for local; openai: when set, sent as dimensions (text-embedding-3 and later), when unset the model's native length, learned at start-up")
 	intFlag(fs, &c.embedCacheSize, "embedding-cache-size", 10000, "embeddings kept in memory so identical texts are embedded once (entries)")
 	fs.StringVar(&c.threshold, "threshold", "", "cosine similarity in (0, 1] a neighbour needs for a semantic hit; higher is stricter; default: the embedder's measured default")
 	intFlag(fs, &c.topK, "top-k", 4, "neighbours per KNN query")
@@ -317,8 +317,11 @@ func (c *serveConfig) validate() error {
 			return errors.New("--embedder-url and --embedder-model apply only to --embedder openai or trained (the embedder is local)")
 		}
 	case "openai":
-		if c.embedderURL == "" || c.embedderModel == "" || c.embedderDim <= 0 {
-			return errors.New("--embedder openai needs --embedder-url, --embedder-model and --embedder-dim > 0")
+		if c.embedderURL == "" || c.embedderModel == "" {
+			return errors.New("--embedder openai needs --embedder-url and --embedder-model")
+		}
+		if c.given["embedder-dim"] && c.embedderDim <= 0 {
+			return fmt.Errorf("--embedder-dim %d: must be > 0 with --embedder openai (leave it unset for the model's native length)", c.embedderDim)
 		}
 		if !isHTTPURL(c.embedderURL) {
 			return fmt.Errorf("--embedder-url %q: want an absolute http(s) base URL such as https://api.openai.com/v1", redactURL(c.embedderURL))
@@ -675,16 +678,14 @@ func (c *serveConfig) logger(w io.Writer) (*slog.Logger, error) {
 	}
 }
 
-// newEmbedder builds the configured embedder behind an embedding cache.
-func (c *serveConfig) newEmbedder() (*embedding.Cached, error) {
+// newEmbedder builds the configured embedder behind an embedding cache;
+// the openai one after a probe request (newOpenAI).
+func (c *serveConfig) newEmbedder(ctx context.Context, log *slog.Logger) (*embedding.Cached, error) {
 	var e embedding.Embedder
 	var err error
 	switch c.embedder {
 	case "openai":
-		e, err = embedding.NewOpenAI(embedding.OpenAIConfig{
-			BaseURL: c.embedderURL, APIKey: c.embedderKey, Model: c.embedderModel,
-			Dim: c.embedderDim, SendDimensions: true,
-		})
+		e, err = c.newOpenAI(ctx, log)
 	case "trained":
 		e, err = embedding.LoadTrained(c.embedderModel)
 		if err != nil {
@@ -697,6 +698,64 @@ func (c *serveConfig) newEmbedder() (*embedding.Cached, error) {
 		return nil, err
 	}
 	return embedding.NewCached(e, c.embedCacheSize)
+}
+
+// probeTimeout bounds the openai embedder's start-up probe.
+const probeTimeout = 10 * time.Second
+
+// newOpenAI builds the openai embedder after embedding one short text with
+// it (bounded by probeTimeout), so that the vector index is created with
+// the length the server really returns:
+//
+//   - --embedder-dim set (flag or SEMCACHE_EMBEDDER_DIM): it is sent as
+//     "dimensions" and the probe's length must equal it, else the start
+//     stops with a *settingError naming --embedder-dim (the server ignored
+//     the field).
+//   - --embedder-dim unset: no "dimensions" field is sent (models such as
+//     text-embedding-ada-002 and many local servers refuse it) and the
+//     probe's length is the dimension.
+//   - The server answers the probe with a 4xx error other than 408 and 429
+//     (wrong URL, model, key, or a refused dimensions field): a
+//     *settingError naming the flags, exit 2.
+//   - The server cannot be reached, times out, or answers 5xx or 429: with
+//     --embedder-dim set the proxy starts anyway and logs a warning, as it
+//     does for a Redis that is down: a gateway must come up when its
+//     embedder is briefly away, and until the embedder answers every
+//     lookup fails open to the exact tier and upstream. Without
+//     --embedder-dim the dimension is unknown, so the start fails (exit 1)
+//     with an error naming --embedder-url and saying to set --embedder-dim.
+func (c *serveConfig) newOpenAI(ctx context.Context, log *slog.Logger) (*embedding.OpenAI, error) {
+	explicit := c.given["embedder-dim"]
+	cfg := embedding.OpenAIConfig{BaseURL: c.embedderURL, APIKey: c.embedderKey, Model: c.embedderModel,
+		Dim: c.embedderDim, SendDimensions: explicit}
+	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	n, err := embedding.ProbeOpenAIDim(pctx, cfg)
+	cancel()
+	status := embedding.HTTPStatus(err)
+	url := redactURL(c.embedderURL)
+	switch {
+	case err == nil && explicit && n != c.embedderDim:
+		return nil, badSetting("--embedder-dim %d: the embedder at %s returned %d-dimensional vectors for %s (it ignores the dimensions field): set --embedder-dim %d, or leave it unset",
+			c.embedderDim, url, n, c.embedderModel, n)
+	case err == nil:
+		cfg.Dim = n
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		return nil, badSetting("SEMCACHE_EMBEDDER_API_KEY: the embedder at %s refused the start-up probe (%d): %w", url, status, err)
+	case status >= 400 && status < 500 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests:
+		flags := "--embedder-url %s, --embedder-model %s"
+		args := []any{url, c.embedderModel}
+		if explicit {
+			flags += ", --embedder-dim %d (sent as dimensions; leave it unset if the model does not take it)"
+			args = append(args, c.embedderDim)
+		}
+		return nil, badSetting(flags+": the embedder refused the start-up probe: %w", append(args, err)...)
+	case explicit:
+		log.Warn("embedder unreachable at start-up: starting with --embedder-dim; semantic lookups fail open (exact tier only) until it answers",
+			"embedder_url", url, "dim", c.embedderDim, "err", err)
+	default:
+		return nil, fmt.Errorf("--embedder-url %s: the embedder did not answer the start-up probe, so the vector length is unknown (start it, or set --embedder-dim to start without it): %w", url, err)
+	}
+	return embedding.NewOpenAI(cfg)
 }
 
 // store is a semantic.Store that holds resources until Close.
@@ -785,7 +844,7 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func
 	if cfg.maxConns > 0 {
 		ln = netutil.LimitListener(ln, cfg.maxConns)
 	}
-	emb, err := cfg.newEmbedder()
+	emb, err := cfg.newEmbedder(ctx, log)
 	if err != nil {
 		return err
 	}

@@ -31,7 +31,8 @@ import (
 // with `semcache bench tune` on BANKING77 (see README, "Choosing the
 // threshold"). The openai embedder has no default: we cannot measure a
 // remote model offline, and a guessed number is how other caches serve
-// wrong answers, so --threshold is required with it. The trained embedder
+// wrong answers, so --threshold is required with it under the static
+// policy (the adaptive one takes none). The trained embedder
 // has none either: its threshold depends on the model and the operator's
 // data (measure it with `semcache bench tune --embedder trained`).
 var defaultThreshold = map[string]float64{
@@ -198,7 +199,7 @@ func parseServe(args []string, getenv func(string) string, help io.Writer) (serv
 	fs.StringVar(&c.embedderModel, "embedder-model", "", "embedding model for --embedder openai, e.g. text-embedding-3-small; model file for --embedder trained")
 	intFlag(fs, &c.embedderDim, "embedder-dim", 0, "vector length; 0 means 384 for local; openai: when set, sent as dimensions (text-embedding-3 and later), when unset the model's native length, learned at start-up")
 	intFlag(fs, &c.embedCacheSize, "embedding-cache-size", 10000, "embeddings kept in memory so identical texts are embedded once (entries)")
-	fs.StringVar(&c.threshold, "threshold", "", "cosine similarity in (0, 1] a neighbour needs for a semantic hit; higher is stricter; default: the embedder's measured default")
+	fs.StringVar(&c.threshold, "threshold", "", "--policy static: cosine similarity in (0, 1] a neighbour needs for a semantic hit; higher is stricter; default: the embedder's measured default (refused under --policy adaptive)")
 	intFlag(fs, &c.topK, "top-k", 4, "neighbours per KNN query")
 	durationFlag(fs, &c.ttl, "ttl", time.Hour, "entry time to live")
 	fs.StringVar(&c.ttlRules, "ttl-rules", "default", "TTL rules: default (the built-in set, docs/ttl-rules.md), none, or a JSON rules file")

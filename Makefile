@@ -11,12 +11,16 @@ REPLAY_ADDR ?= 127.0.0.1:18080
 run: build
 	exec ./bin/semcache serve $(ARGS)
 
-## test: the whole test suite with the race detector, after gofmt and vet.
+## test: the whole test suite with the race detector, after gofmt and vet. Its
+## output is plain go test's, then one line per reason tests were skipped (e.g.
+## the RediSearch module not configured), which go test alone does not say;
+## go test's exit code is kept (internal/testsummary).
 test:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
-	$(GO) test -race -count=1 ./...
+	@$(GO) build -o bin/testsummary ./internal/testsummary
+	./bin/testsummary -go $(GO) -- -race -count=1 ./...
 
 build:
 	$(GO) build -o bin/semcache ./cmd/semcache

@@ -40,15 +40,16 @@ type OpenAIConfig struct {
 	// "text-embedding-3-small".
 	Model string
 	// Dim is the length of the vectors the model returns, required (> 0),
-	// e.g. 1536 for text-embedding-3-small. It is not discovered with a
-	// probe call so that construction needs no network and the index
-	// schema is known up front; every returned vector is checked against
-	// it.
+	// e.g. 1536 for text-embedding-3-small. NewOpenAI does not discover it,
+	// so that construction needs no network; [ProbeOpenAIDim] asks the
+	// server once when the caller does not know it. Every returned vector
+	// is checked against it.
 	Dim int
 	// SendDimensions, when true, sends Dim as the "dimensions" request
 	// parameter so the model shortens its output to Dim (supported by
-	// text-embedding-3 and later; older models and many local servers
-	// reject it). When false the model's native size must equal Dim.
+	// text-embedding-3 and later; text-embedding-ada-002 and many local
+	// servers reject it). When false the field is left out of the request
+	// and the model's native size must equal Dim.
 	SendDimensions bool
 	// Timeout bounds each upstream call, i.e. each batch, on top of the
 	// caller's context. Zero means DefaultOpenAITimeout (30s); negative is
@@ -147,9 +148,52 @@ func (o *OpenAI) Embed(ctx context.Context, texts []string) ([][]float32, error)
 	return out, nil
 }
 
-// embedBatch makes one upstream call for texts and fills out, which has the
-// same length, with normalised vectors.
-func (o *OpenAI) embedBatch(ctx context.Context, texts []string, out [][]float32) error {
+// ProbeOpenAIDim embeds one short text with cfg and returns the length of
+// the vector the server returned, to learn or check the dimension before an
+// index is created with it (semcache serve does so at start-up). The
+// request is the one [OpenAI.Embed] would send: "dimensions" is cfg.Dim
+// when cfg.SendDimensions is set, and left out otherwise, when cfg.Dim is
+// not used and may be 0. The length is not checked against cfg.Dim; the
+// caller compares. Errors are those of Embed for one batch (use
+// [HTTPStatus] to tell a refused request from an unreachable server), and
+// ErrBadResponse when the answer does not hold exactly one non-empty
+// vector. It makes one request, bounded by ctx and cfg.Timeout.
+func ProbeOpenAIDim(ctx context.Context, cfg OpenAIConfig) (int, error) {
+	if !cfg.SendDimensions && cfg.Dim == 0 {
+		cfg.Dim = 1 // any valid length: the probe reports the length, it does not check it
+	}
+	o, err := NewOpenAI(cfg)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := o.create(ctx, []string{"semcache start-up probe"})
+	if err != nil {
+		return 0, fmt.Errorf("probe: %w", err)
+	}
+	if len(resp.Data) != 1 || len(resp.Data[0].Embedding) == 0 {
+		return 0, fmt.Errorf("probe: %w: want one non-empty vector, got %d vectors", ErrBadResponse, len(resp.Data))
+	}
+	return len(resp.Data[0].Embedding), nil
+}
+
+// HTTPStatus returns the HTTP status code of the error response an
+// upstream embeddings server sent, when err wraps one (an Embed or
+// ProbeOpenAIDim error), and 0 otherwise: the server could not be reached,
+// timed out, or answered 2xx with a malformed body.
+func HTTPStatus(err error) int {
+	var apiErr *openai.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.HTTPStatusCode
+	}
+	var reqErr *openai.RequestError
+	if errors.As(err, &reqErr) {
+		return reqErr.HTTPStatusCode
+	}
+	return 0
+}
+
+// create makes one upstream call for texts, bounded by o.timeout.
+func (o *OpenAI) create(ctx context.Context, texts []string) (openai.EmbeddingResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	req := openai.EmbeddingRequestStrings{
@@ -158,9 +202,15 @@ func (o *OpenAI) embedBatch(ctx context.Context, texts []string, out [][]float32
 		EncodingFormat: openai.EmbeddingEncodingFormatFloat,
 	}
 	if o.sendDim {
-		req.Dimensions = o.dim
+		req.Dimensions = o.dim // else 0, which go-openai leaves out (omitempty)
 	}
-	resp, err := o.client.CreateEmbeddings(ctx, req)
+	return o.client.CreateEmbeddings(ctx, req)
+}
+
+// embedBatch makes one upstream call for texts and fills out, which has the
+// same length, with normalised vectors.
+func (o *OpenAI) embedBatch(ctx context.Context, texts []string, out [][]float32) error {
+	resp, err := o.create(ctx, texts)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -42,6 +44,9 @@ type embeddingsRequest struct {
 	Input      []string `json:"input"`
 	Dimensions int      `json:"dimensions"`
 	Auth       string   `json:"-"`
+	// Fields holds every top-level field of the body, to tell a field
+	// that was left out from one sent as 0.
+	Fields map[string]json.RawMessage `json:"-"`
 }
 
 func newFakeUpstream(t *testing.T) (*fakeUpstream, *httptest.Server) {
@@ -59,7 +64,14 @@ func (f *fakeUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req embeddingsRequest
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+	body, err := io.ReadAll(r.Body)
+	if err == nil {
+		err = json.Unmarshal(body, &req)
+	}
+	if err == nil {
+		err = json.Unmarshal(body, &req.Fields)
+	}
+	if err != nil {
 		f.t.Errorf("decode request: %v", err)
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -196,6 +208,9 @@ func TestOpenAIEmbed(t *testing.T) {
 			}
 			if req.Dimensions != tt.wantDimensions {
 				t.Errorf("dimensions = %d, want %d", req.Dimensions, tt.wantDimensions)
+			}
+			if _, sent := req.Fields["dimensions"]; sent != tt.sendDimensions {
+				t.Errorf("dimensions field sent: %v, want %v (body fields %v)", sent, tt.sendDimensions, slices.Sorted(maps.Keys(req.Fields)))
 			}
 		})
 	}
@@ -369,5 +384,51 @@ func TestOpenAITimeout(t *testing.T) {
 	_, err := o.Embed(context.Background(), []string{"a"})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v, want context.DeadlineExceeded", err)
+	}
+}
+
+// TestProbeOpenAIDim: the probe reports the length the server returns, sends
+// "dimensions" only with SendDimensions, and its errors say whether the
+// server refused the request (HTTPStatus) or could not be reached.
+func TestProbeOpenAIDim(t *testing.T) {
+	fake, srv := newFakeUpstream(t) // answers testDim-long vectors whatever "dimensions" says
+	cfg := OpenAIConfig{BaseURL: srv.URL + "/v1", Model: testModel, HTTPClient: srv.Client()}
+	n, err := ProbeOpenAIDim(context.Background(), cfg)
+	if err != nil || n != testDim {
+		t.Fatalf("probe without Dim: %d, %v; want %d", n, err, testDim)
+	}
+	withDim := cfg
+	withDim.Dim, withDim.SendDimensions = 8, true
+	if n, err := ProbeOpenAIDim(context.Background(), withDim); err != nil || n != testDim {
+		t.Fatalf("probe with dimensions 8: %d, %v; want the %d the server returned", n, err, testDim)
+	}
+	reqs := fake.recorded()
+	if len(reqs) != 2 || len(reqs[0].Input) != 1 {
+		t.Fatalf("requests %+v, want two of one text each", reqs)
+	}
+	if _, sent := reqs[0].Fields["dimensions"]; sent {
+		t.Errorf("probe without SendDimensions sent dimensions: %v", reqs[0].Fields)
+	}
+	if reqs[1].Dimensions != 8 {
+		t.Errorf("probe with SendDimensions sent dimensions %d, want 8", reqs[1].Dimensions)
+	}
+
+	fake.respond = func(w http.ResponseWriter, n int, _ []string) bool {
+		if n == 2 {
+			writeJSON(w, http.StatusBadRequest, map[string]any{"error": map[string]any{"message": "This model does not support specifying dimensions.", "type": "invalid_request_error"}})
+		} else {
+			writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": []any{}})
+		}
+		return true
+	}
+	if _, err := ProbeOpenAIDim(context.Background(), withDim); HTTPStatus(err) != http.StatusBadRequest {
+		t.Errorf("refused probe: %v, HTTPStatus %d; want 400", err, HTTPStatus(err))
+	}
+	if _, err := ProbeOpenAIDim(context.Background(), cfg); !errors.Is(err, ErrBadResponse) || HTTPStatus(err) != 0 {
+		t.Errorf("probe answered with no vector: %v; want ErrBadResponse and no HTTP status", err)
+	}
+	srv.Close()
+	if _, err := ProbeOpenAIDim(context.Background(), cfg); err == nil || HTTPStatus(err) != 0 {
+		t.Errorf("probe of a closed server: %v, HTTPStatus %d; want an error without a status", err, HTTPStatus(err))
 	}
 }

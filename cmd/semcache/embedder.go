@@ -15,7 +15,17 @@ import (
 	"github.com/semcache/semcache/embedding/train"
 )
 
-const embedderUsage = `usage: semcache embedder train --data FILE [--data FILE ...] --out model.sem [flags]
+// embedderUsage is the help of "semcache embedder"; -h prints it followed
+// by trainUsage and the train flags.
+const embedderUsage = `usage: semcache embedder <command> [flags]
+
+commands:
+  train  train the local embedding model on labelled texts (semcache embedder train -h)
+
+`
+
+// trainUsage is the help of "semcache embedder train", before its flags.
+const trainUsage = `usage: semcache embedder train --data FILE [--data FILE ...] --out model.sem [flags]
 
 Trains the local embedding-bag model on labelled texts: texts with the same
 label (intent, or the two sides of a duplicate pair) are pulled together.
@@ -28,14 +38,23 @@ appears, or, when none of them came before it, the last ones given.
 flags:
 `
 
-// embedder runs "semcache embedder ...".
+// embedder runs "semcache embedder ..." and returns the exit code: 0 on
+// success or help (printed to stdout), 1 on a runtime failure, 2 on a
+// usage error (one line on stderr naming the flag).
 func embedder(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] != "train" {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
-			fmt.Fprint(stdout, embedderUsage)
-			return 0
-		}
+	if len(args) == 0 {
 		fmt.Fprint(stderr, embedderUsage)
+		return 2
+	}
+	switch args[0] {
+	case "train":
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, embedderUsage)
+		fmt.Fprint(stdout, trainUsage)
+		printFlags(stdout, trainFlags(&trainOptions{}))
+		return 0
+	default:
+		fmt.Fprintf(stderr, "semcache embedder: unknown command %q\n\n%s", args[0], embedderUsage)
 		return 2
 	}
 	err := embedderTrain(ctx, args[1:], stdout, stderr)
@@ -93,46 +112,79 @@ func (s trackedString) String() string {
 }
 func (s trackedString) Set(v string) error { *s.v, *s.set = v, true; return nil }
 
-func embedderTrain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// trainOptions is what the flags of "semcache embedder train" set.
+type trainOptions struct {
+	sources                   []dataSource
+	format, textCol, labelCol string
+	formatSet                 bool
+	out                       string
+	cfg                       train.Config
+	alpha                     float64
+	float32Rows               bool
+	oosLabel                  string
+}
+
+// trainFlags defines the flags of "semcache embedder train" on o, which it
+// fills with the defaults. The flag set prints nothing itself.
+func trainFlags(o *trainOptions) *flag.FlagSet {
 	fs := flag.NewFlagSet("semcache embedder train", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var (
-		sources                   []dataSource
-		format, textCol, labelCol = "intents", "text", "category"
-		formatSet                 bool
-		out                       string
-		cfg                       train.Config
-		alpha                     float64
-		float32Rows               bool
-		oosLabel                  string
-	)
-	fs.Var(trackedString{&format, &formatSet}, "format", "format of the following --data: intents, pairs or clinc (default intents)")
-	fs.Var(trackedString{&textCol, &formatSet}, "text-col", "text column of the following intents --data (default text)")
-	fs.Var(trackedString{&labelCol, &formatSet}, "label-col", "label column of the following intents --data (default category)")
-	fs.Var(dataFlag{&sources, &format, &textCol, &labelCol, &formatSet}, "data", "training data `FILE`; repeatable")
-	fs.StringVar(&oosLabel, "oos-label", "", "label of out-of-scope texts (e.g. NO_NODES_DETECTED) to leave out of training")
-	fs.StringVar(&out, "out", "", "model `FILE` to write (e.g. model.sem)")
-	fs.IntVar(&cfg.Params.Buckets, "buckets", embedding.DefaultTrainedBuckets, "number of hashed feature rows")
-	fs.IntVar(&cfg.Params.Dim, "dim", embedding.DefaultTrainedDim, "length of each learned row")
-	fs.Uint64Var(&cfg.Params.Seed, "seed", 1, "seed of the initial rows, the dev split and the batch order")
-	fs.Float64Var(&alpha, "alpha", 0, "weight in [0, 1) of the lexical similarity mixed into the served vector; 0: learned only")
-	fs.IntVar(&cfg.Epochs, "epochs", train.DefaultEpochs, "passes over the data")
-	fs.IntVar(&cfg.BatchSize, "batch", train.DefaultBatchSize, "positive pairs per step")
-	fs.Float64Var(&cfg.Temperature, "temperature", train.DefaultTemperature, "InfoNCE temperature")
-	fs.Float64Var(&cfg.LearningRate, "lr", train.DefaultLearningRate, "Adam learning rate")
-	fs.Float64Var(&cfg.DevFraction, "dev-fraction", train.DefaultDevFraction, "share of texts held out to pick the best epoch; negative: none")
-	fs.BoolVar(&cfg.HardNegatives, "hard-negatives", false, "batch together intents whose centroids are close (re-mined each epoch) instead of random batches")
-	fs.BoolVar(&float32Rows, "float32", false, "store rows as float32 (bit-exact, 4x larger) instead of int8 with a per-row scale")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), embedderUsage)
-		fs.PrintDefaults()
-	}
+	fs.SetOutput(io.Discard) // errors are reported once, by the caller; help by embedderTrain
+	o.format, o.textCol, o.labelCol = "intents", "text", "category"
+	fs.Var(trackedString{&o.format, &o.formatSet}, "format", "`FORMAT` of the following --data: intents, pairs or clinc")
+	fs.Var(trackedString{&o.textCol, &o.formatSet}, "text-col", "text `COLUMN` of the following intents --data")
+	fs.Var(trackedString{&o.labelCol, &o.formatSet}, "label-col", "label `COLUMN` of the following intents --data")
+	fs.Var(dataFlag{&o.sources, &o.format, &o.textCol, &o.labelCol, &o.formatSet}, "data", "training data `FILE`; repeatable")
+	fs.StringVar(&o.oosLabel, "oos-label", "", "label of out-of-scope texts (e.g. NO_NODES_DETECTED) to leave out of training")
+	fs.StringVar(&o.out, "out", "", "model `FILE` to write (e.g. model.sem)")
+	fs.IntVar(&o.cfg.Params.Buckets, "buckets", embedding.DefaultTrainedBuckets, "number of hashed feature rows")
+	fs.IntVar(&o.cfg.Params.Dim, "dim", embedding.DefaultTrainedDim, "length of each learned row")
+	fs.Uint64Var(&o.cfg.Params.Seed, "seed", 1, "seed of the initial rows, the dev split and the batch order")
+	fs.Float64Var(&o.alpha, "alpha", 0, "weight in [0, 1) of the lexical similarity mixed into the served vector; 0: learned only")
+	fs.IntVar(&o.cfg.Epochs, "epochs", train.DefaultEpochs, "passes over the data")
+	fs.IntVar(&o.cfg.BatchSize, "batch", train.DefaultBatchSize, "positive pairs per step")
+	fs.Float64Var(&o.cfg.Temperature, "temperature", train.DefaultTemperature, "InfoNCE temperature")
+	fs.Float64Var(&o.cfg.LearningRate, "lr", train.DefaultLearningRate, "Adam learning rate")
+	fs.Float64Var(&o.cfg.DevFraction, "dev-fraction", train.DefaultDevFraction, "share of texts held out to pick the best epoch; negative: none")
+	fs.BoolVar(&o.cfg.HardNegatives, "hard-negatives", false, "batch together intents whose centroids are close (re-mined each epoch) instead of random batches")
+	fs.BoolVar(&o.float32Rows, "float32", false, "store rows as float32 (bit-exact, 4x larger) instead of int8 with a per-row scale")
+	return fs
+}
+
+// printFlags writes every flag of fs to w, one "  --name VALUE" line (with
+// its default when it has one) and one indented line of usage each, in the
+// "--" spelling the rest of semcache's help uses.
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		name, usage := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if name != "" {
+			line += " " + name
+		}
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
+			line += fmt.Sprintf(" (default %s)", f.DefValue)
+		}
+		fmt.Fprintf(w, "%s\n    \t%s\n", line, usage)
+	})
+}
+
+// dashes rewrites the flag package's "-name" in a parse error as "--name".
+func dashes(msg string) string {
+	return strings.NewReplacer("flag -", "flag --", "defined: -", "defined: --").Replace(msg)
+}
+
+func embedderTrain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o trainOptions
+	fs := trainFlags(&o)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, trainUsage)
+			printFlags(stdout, fs)
 			return err
 		}
-		return &usageErr{err.Error()}
+		return &usageErr{fmt.Sprintf("%s (semcache embedder train -h lists the flags)", dashes(err.Error()))}
 	}
+	sources, format, textCol, labelCol, out, cfg, alpha, float32Rows, oosLabel :=
+		o.sources, o.format, o.textCol, o.labelCol, o.out, o.cfg, o.alpha, o.float32Rows, o.oosLabel
 	switch {
 	case fs.NArg() > 0:
 		return &usageErr{fmt.Sprintf("unexpected arguments %q", fs.Args())}

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"flag"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -45,12 +47,42 @@ func TestEmbedderTrainWritesModel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cached, err := c.newEmbedder()
+	cached, err := c.newEmbedder(context.Background(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cached.Fingerprint() != emb.Fingerprint() || cached.Dim() != 16+embedding.DefaultLocalDim {
 		t.Errorf("serve embedder %q dim %d, want %q dim %d", cached.Fingerprint(), cached.Dim(), emb.Fingerprint(), 16+embedding.DefaultLocalDim)
+	}
+}
+
+// TestEmbedderHelp: -h on "embedder" and on "embedder train" prints, on
+// stdout, the subcommand and every flag of train with its value name.
+func TestEmbedderHelp(t *testing.T) {
+	var flags []string
+	trainFlags(&trainOptions{}).VisitAll(func(f *flag.Flag) { flags = append(flags, f.Name) })
+	if len(flags) < 10 {
+		t.Fatalf("train has %d flags; the test would check nothing", len(flags))
+	}
+	for _, args := range [][]string{{"embedder", "-h"}, {"embedder", "--help"}, {"embedder", "train", "-h"}} {
+		var stdout, stderr bytes.Buffer
+		if code := run(context.Background(), args, &stdout, &stderr); code != 0 || stderr.Len() != 0 {
+			t.Errorf("%v: exit %d, stderr %q; want 0 and nothing", args, code, stderr.String())
+		}
+		help := stdout.String()
+		if args[1] != "train" && !strings.Contains(help, "\n  train ") {
+			t.Errorf("%v: the train subcommand is not listed:\n%s", args, help)
+		}
+		for _, name := range flags {
+			if !strings.Contains(help, "\n  --"+name+" ") && !strings.Contains(help, "\n  --"+name+"\n") {
+				t.Errorf("%v: --%s is not listed:\n%s", args, name, help)
+			}
+		}
+		for _, want := range []string{"--data FILE", "--out FILE", "--epochs int (default 5)", "--format FORMAT (default intents)"} {
+			if !strings.Contains(help, want) {
+				t.Errorf("%v: help lacks %q", args, want)
+			}
+		}
 	}
 }
 
@@ -62,6 +94,9 @@ func TestEmbedderTrainUsage(t *testing.T) {
 		mention string
 	}{
 		{"no subcommand", []string{"embedder"}, 2, "usage"},
+		{"unknown subcommand", []string{"embedder", "fit"}, 2, `unknown command "fit"`},
+		{"unknown flag", []string{"embedder", "train", "--bogus"}, 2, "flag provided but not defined: --bogus"},
+		{"bad flag value", []string{"embedder", "train", "--epochs", "many"}, 2, "--epochs"},
 		{"no data", []string{"embedder", "train", "--out", "m.sem"}, 2, "--data is required"},
 		{"no out", []string{"embedder", "train", "--data", "x.csv"}, 2, "--out is required"},
 		{"bad format", []string{"embedder", "train", "--format", "xml", "--data", "x.csv", "--out", "m.sem"}, 2, "--format"},

@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -259,5 +261,47 @@ func TestMemoryStaysWithinTheByteBound(t *testing.T) {
 	}
 	if grown > maxBytes+heapSlack {
 		t.Errorf("the heap grew by %.1f MiB, more than the %d MiB bound plus %d MiB", float64(grown)/(1<<20), maxBytes>>20, heapSlack>>20)
+	}
+}
+
+// TestServeUnusableSettingsExit2 runs `semcache serve` with settings that
+// parse but cannot be used, found only at start-up: each stops the start
+// with exit code 2 and one line naming the flag, like a malformed setting.
+func TestServeUnusableSettingsExit2(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "garbage.sem")
+	if err := os.WriteFile(garbage, []byte("not a model"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	free := "127.0.0.1:0"
+	cases := []struct {
+		name    string
+		args    []string
+		mention string
+	}{
+		{"address in use", []string{"--listen", taken.Addr().String()}, "--listen " + taken.Addr().String() + ": bind: address already in use"},
+		{"listen not an address", []string{"--listen", "nonsense"}, `--listen "nonsense"`},
+		{"listen port out of range", []string{"--listen", "127.0.0.1:99999"}, `--listen "127.0.0.1:99999"`},
+		{"missing model file", []string{"--listen", free, "--embedder", "trained", "--threshold", "0.8", "--embedder-model", filepath.Join(dir, "missing.sem")}, "--embedder-model: load model: open " + filepath.Join(dir, "missing.sem")},
+		{"model file is a directory", []string{"--listen", free, "--embedder", "trained", "--threshold", "0.8", "--embedder-model", dir}, "--embedder-model: " + dir},
+		{"model file is not a model", []string{"--listen", free, "--embedder", "trained", "--threshold", "0.8", "--embedder-model", garbage}, "--embedder-model: " + garbage},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			// ctx is already done: a start that got past the settings
+			// would shut down at once and exit 0, failing the test.
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			code := serve(ctx, append(tc.args, "--log-level", "error"), io.Discard, &stderr)
+			if code != 2 || !strings.Contains(stderr.String(), tc.mention) || strings.Count(stderr.String(), "\n") != 1 {
+				t.Errorf("exit %d, stderr %q; want 2 and one line mentioning %q", code, stderr.String(), tc.mention)
+			}
+		})
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/net/netutil"
 
 	"github.com/semcache/semcache/api"
@@ -30,7 +31,8 @@ import (
 // with `semcache bench tune` on BANKING77 (see README, "Choosing the
 // threshold"). The openai embedder has no default: we cannot measure a
 // remote model offline, and a guessed number is how other caches serve
-// wrong answers, so --threshold is required with it. The trained embedder
+// wrong answers, so --threshold is required with it under the static
+// policy (the adaptive one takes none). The trained embedder
 // has none either: its threshold depends on the model and the operator's
 // data (measure it with `semcache bench tune --embedder trained`).
 var defaultThreshold = map[string]float64{
@@ -197,9 +199,9 @@ func parseServe(args []string, getenv func(string) string, help io.Writer) (serv
 	fs.StringVar(&c.embedder, "embedder", "local", "embedder: local (built-in lexical, offline), openai (any OpenAI-compatible /embeddings) or trained (a model file from `semcache embedder train`, offline)")
 	fs.StringVar(&c.embedderURL, "embedder-url", "", "base URL of the embeddings API for --embedder openai")
 	fs.StringVar(&c.embedderModel, "embedder-model", "", "embedding model for --embedder openai, e.g. text-embedding-3-small; model file for --embedder trained")
-	intFlag(fs, &c.embedderDim, "embedder-dim", 0, "vector length; 0 means 384 for local; required for openai (sent as dimensions)")
+	intFlag(fs, &c.embedderDim, "embedder-dim", 0, "vector length; 0 means 384 for local; openai: when set, sent as dimensions (text-embedding-3 and later), when unset the model's native length, learned at start-up")
 	intFlag(fs, &c.embedCacheSize, "embedding-cache-size", 10000, "embeddings kept in memory so identical texts are embedded once (entries)")
-	fs.StringVar(&c.threshold, "threshold", "", "cosine similarity in (0, 1] a neighbour needs for a semantic hit; higher is stricter; default: the embedder's measured default")
+	fs.StringVar(&c.threshold, "threshold", "", "--policy static: cosine similarity in (0, 1] a neighbour needs for a semantic hit; higher is stricter; default: the embedder's measured default (refused under --policy adaptive)")
 	intFlag(fs, &c.topK, "top-k", 4, "neighbours per KNN query")
 	durationFlag(fs, &c.ttl, "ttl", time.Hour, "entry time to live")
 	fs.StringVar(&c.ttlRules, "ttl-rules", "default", "TTL rules: default (the built-in set, docs/ttl-rules.md), none, or a JSON rules file")
@@ -284,10 +286,27 @@ func parseServe(args []string, getenv func(string) string, help io.Writer) (serv
 }
 
 func (c *serveConfig) validate() error {
+	if err := validListen(c.listen); err != nil {
+		return err
+	}
 	switch c.backend {
 	case "memory":
+		// A setting of the other backend would silently do nothing.
+		for _, f := range redisFlags {
+			if c.given[f] {
+				return fmt.Errorf("--%s applies only to --backend redis (the backend is memory)", f)
+			}
+		}
 	case "redis":
+		for _, f := range memoryFlags {
+			if c.given[f] {
+				return fmt.Errorf("--%s applies only to --backend memory (the backend is redis)", f)
+			}
+		}
 		if !strings.HasPrefix(c.redisURL, "redis://") && !strings.HasPrefix(c.redisURL, "rediss://") {
+			return fmt.Errorf("--redis-url %q: want redis://host:port/db", redactURL(c.redisURL))
+		}
+		if _, err := redis.ParseURL(c.redisURL); err != nil {
 			return fmt.Errorf("--redis-url %q: want redis://host:port/db", redactURL(c.redisURL))
 		}
 		if c.redisTimeout <= 0 || c.redisDialTO <= 0 || c.redisPoolSize < 0 || c.redisRetries < 0 {
@@ -298,9 +317,18 @@ func (c *serveConfig) validate() error {
 	}
 	switch c.embedder {
 	case "local":
+		if c.embedderURL != "" || c.embedderModel != "" {
+			return errors.New("--embedder-url and --embedder-model apply only to --embedder openai or trained (the embedder is local)")
+		}
 	case "openai":
-		if c.embedderURL == "" || c.embedderModel == "" || c.embedderDim <= 0 {
-			return errors.New("--embedder openai needs --embedder-url, --embedder-model and --embedder-dim > 0")
+		if c.embedderURL == "" || c.embedderModel == "" {
+			return errors.New("--embedder openai needs --embedder-url and --embedder-model")
+		}
+		if c.given["embedder-dim"] && c.embedderDim <= 0 {
+			return fmt.Errorf("--embedder-dim %d: must be > 0 with --embedder openai (leave it unset for the model's native length)", c.embedderDim)
+		}
+		if !isHTTPURL(c.embedderURL) {
+			return fmt.Errorf("--embedder-url %q: want an absolute http(s) base URL such as https://api.openai.com/v1", redactURL(c.embedderURL))
 		}
 	case "trained":
 		if c.embedderModel == "" || c.embedderURL != "" || c.embedderDim != 0 {
@@ -310,8 +338,8 @@ func (c *serveConfig) validate() error {
 		return fmt.Errorf("--embedder %q: want local, openai or trained", c.embedder)
 	}
 	if c.threshold == "" {
-		if _, ok := defaultThreshold[c.embedder]; !ok {
-			return fmt.Errorf("--threshold is required with --embedder %s: semcache has no measured default for a remote or trained model; measure one with `semcache bench tune` on your data", c.embedder)
+		if _, ok := defaultThreshold[c.embedder]; !ok && c.policy != "adaptive" {
+			return fmt.Errorf("--threshold is required with --embedder %s: semcache has no measured default for a remote or trained model; measure one with `semcache bench tune` on your data (or use --policy adaptive)", c.embedder)
 		}
 	} else if t, err := strconv.ParseFloat(c.threshold, 64); err != nil || !(t > 0 && t <= 1) {
 		return fmt.Errorf("--threshold %q: want a cosine similarity in (0, 1] (higher is stricter)", c.threshold)
@@ -391,7 +419,7 @@ func (c *serveConfig) validate() error {
 	if _, err := c.logger(io.Discard); err != nil {
 		return err
 	}
-	if c.upstream != "" && !strings.HasPrefix(c.upstream, "http://") && !strings.HasPrefix(c.upstream, "https://") {
+	if c.upstream != "" && !isHTTPURL(c.upstream) {
 		return fmt.Errorf("--upstream %q: want an http(s) base URL such as https://api.openai.com/v1", redactURL(c.upstream))
 	}
 	for _, h := range splitList(c.scopeHeaders) {
@@ -417,6 +445,12 @@ func (c *serveConfig) validatePolicy() error {
 			}
 		}
 	case "adaptive":
+		// The policy decides per entry (or per stratum) from verified
+		// answers, with --similarity-floor below it; a threshold given
+		// with it would be accepted and do nothing.
+		if c.given["threshold"] {
+			return errors.New("--threshold applies only to --policy static: the adaptive policy decides per entry which neighbours to serve (never below --similarity-floor); use --max-error-rate to bound its wrong answers")
+		}
 	default:
 		return fmt.Errorf("--policy %q: want static or adaptive", c.policy)
 	}
@@ -466,6 +500,34 @@ func (c *serveConfig) validatePolicy() error {
 		return fmt.Errorf("--judge %q: want exact or embedding", c.judge)
 	}
 	return nil
+}
+
+// redisFlags are the flags of --backend redis only, memoryFlags those of
+// --backend memory only.
+var (
+	redisFlags  = []string{"redis-url", "redis-prefix", "redis-pool-size", "redis-timeout", "redis-dial-timeout", "redis-max-retries"}
+	memoryFlags = []string{"index", "max-entries", "max-bytes"}
+)
+
+// validListen checks that addr is a host:port net.Listen can be asked for:
+// the host may be empty (every interface) and the port a number in
+// [0, 65535] or a service name. Whether the address is free is only known
+// when runServe listens.
+func validListen(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--listen %q: want host:port, e.g. 127.0.0.1:8080 (%v)", addr, err)
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil {
+		return fmt.Errorf("--listen %q: port %q: want a number in [0, 65535]", addr, port)
+	}
+	return nil
+}
+
+// isHTTPURL reports whether s is an absolute http or https URL with a host.
+func isHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }
 
 // adaptiveFlags are the flags of --policy adaptive only.
@@ -527,8 +589,15 @@ func (c *serveConfig) policyConfig(emb semantic.Embedder) (semantic.Policy, sema
 	}
 }
 
-// thresholdValue returns the threshold in force.
+// thresholdValue returns the threshold in force: --threshold or the
+// embedder's default under the static policy; under the adaptive policy,
+// which takes no --threshold, the --similarity-floor, below which nothing
+// is served (the semantic.Config needs a threshold, and this is the one the
+// adaptive policy applies).
 func (c *serveConfig) thresholdValue() float64 {
+	if c.policy == "adaptive" {
+		return c.floor
+	}
 	if c.threshold == "" {
 		return defaultThreshold[c.embedder]
 	}
@@ -618,18 +687,19 @@ func (c *serveConfig) logger(w io.Writer) (*slog.Logger, error) {
 	}
 }
 
-// newEmbedder builds the configured embedder behind an embedding cache.
-func (c *serveConfig) newEmbedder() (*embedding.Cached, error) {
+// newEmbedder builds the configured embedder behind an embedding cache;
+// the openai one after a probe request (newOpenAI).
+func (c *serveConfig) newEmbedder(ctx context.Context, log *slog.Logger) (*embedding.Cached, error) {
 	var e embedding.Embedder
 	var err error
 	switch c.embedder {
 	case "openai":
-		e, err = embedding.NewOpenAI(embedding.OpenAIConfig{
-			BaseURL: c.embedderURL, APIKey: c.embedderKey, Model: c.embedderModel,
-			Dim: c.embedderDim, SendDimensions: true,
-		})
+		e, err = c.newOpenAI(ctx, log)
 	case "trained":
 		e, err = embedding.LoadTrained(c.embedderModel)
+		if err != nil {
+			return nil, badSetting("--embedder-model: %w", err) // err names the file
+		}
 	default:
 		e, err = embedding.NewLocal(embedding.LocalConfig{Dim: c.embedderDim})
 	}
@@ -637,6 +707,64 @@ func (c *serveConfig) newEmbedder() (*embedding.Cached, error) {
 		return nil, err
 	}
 	return embedding.NewCached(e, c.embedCacheSize)
+}
+
+// probeTimeout bounds the openai embedder's start-up probe.
+const probeTimeout = 10 * time.Second
+
+// newOpenAI builds the openai embedder after embedding one short text with
+// it (bounded by probeTimeout), so that the vector index is created with
+// the length the server really returns:
+//
+//   - --embedder-dim set (flag or SEMCACHE_EMBEDDER_DIM): it is sent as
+//     "dimensions" and the probe's length must equal it, else the start
+//     stops with a *settingError naming --embedder-dim (the server ignored
+//     the field).
+//   - --embedder-dim unset: no "dimensions" field is sent (models such as
+//     text-embedding-ada-002 and many local servers refuse it) and the
+//     probe's length is the dimension.
+//   - The server answers the probe with a 4xx error other than 408 and 429
+//     (wrong URL, model, key, or a refused dimensions field): a
+//     *settingError naming the flags, exit 2.
+//   - The server cannot be reached, times out, or answers 5xx or 429: with
+//     --embedder-dim set the proxy starts anyway and logs a warning, as it
+//     does for a Redis that is down: a gateway must come up when its
+//     embedder is briefly away, and until the embedder answers every
+//     lookup fails open to the exact tier and upstream. Without
+//     --embedder-dim the dimension is unknown, so the start fails (exit 1)
+//     with an error naming --embedder-url and saying to set --embedder-dim.
+func (c *serveConfig) newOpenAI(ctx context.Context, log *slog.Logger) (*embedding.OpenAI, error) {
+	explicit := c.given["embedder-dim"]
+	cfg := embedding.OpenAIConfig{BaseURL: c.embedderURL, APIKey: c.embedderKey, Model: c.embedderModel,
+		Dim: c.embedderDim, SendDimensions: explicit}
+	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	n, err := embedding.ProbeOpenAIDim(pctx, cfg)
+	cancel()
+	status := embedding.HTTPStatus(err)
+	url := redactURL(c.embedderURL)
+	switch {
+	case err == nil && explicit && n != c.embedderDim:
+		return nil, badSetting("--embedder-dim %d: the embedder at %s returned %d-dimensional vectors for %s (it ignores the dimensions field): set --embedder-dim %d, or leave it unset",
+			c.embedderDim, url, n, c.embedderModel, n)
+	case err == nil:
+		cfg.Dim = n
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		return nil, badSetting("SEMCACHE_EMBEDDER_API_KEY: the embedder at %s refused the start-up probe (%d): %w", url, status, err)
+	case status >= 400 && status < 500 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests:
+		flags := "--embedder-url %s, --embedder-model %s"
+		args := []any{url, c.embedderModel}
+		if explicit {
+			flags += ", --embedder-dim %d (sent as dimensions; leave it unset if the model does not take it)"
+			args = append(args, c.embedderDim)
+		}
+		return nil, badSetting(flags+": the embedder refused the start-up probe: %w", append(args, err)...)
+	case explicit:
+		log.Warn("embedder unreachable at start-up: starting with --embedder-dim; semantic lookups fail open (exact tier only) until it answers",
+			"embedder_url", url, "dim", c.embedderDim, "err", err)
+	default:
+		return nil, fmt.Errorf("--embedder-url %s: the embedder did not answer the start-up probe, so the vector length is unknown (start it, or set --embedder-dim to start without it): %w", url, err)
+	}
+	return embedding.NewOpenAI(cfg)
 }
 
 // store is a semantic.Store that holds resources until Close.
@@ -658,6 +786,9 @@ func (c *serveConfig) newStore(ctx context.Context, emb semantic.Embedder, log *
 			PoolSize: c.redisPoolSize, DialTimeout: c.redisDialTO, ReadTimeout: c.redisTimeout, WriteTimeout: c.redisTimeout,
 			MaxRetries: retries,
 		})
+		if errors.Is(err, index.ErrIndexSchema) {
+			return nil, badSetting("--redis-prefix %q: %w: it was created with other --embedder or --hnsw-* settings; keep them, or use another --redis-prefix", c.redisPrefix, err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("redis backend: %w", err)
 		}
@@ -688,6 +819,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	log, _ := cfg.logger(stderr)
 	if err := runServe(ctx, cfg, log, nil); err != nil {
+		var bad *settingError
+		if errors.As(err, &bad) {
+			fmt.Fprintf(stderr, "semcache serve: %v\n", err)
+			return 2
+		}
 		if errors.Is(err, errRequestsCut) {
 			log.Error("semcache serve stopped, cutting requests in flight", "err", err)
 			return exitCut
@@ -699,27 +835,43 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // runServe serves until ctx ends. ready, when not nil, is called with the
-// proxy's base URL once it accepts connections.
+// proxy's base URL once it accepts connections. A setting that is well
+// formed but cannot be used (an address already in use, a model file that
+// cannot be read) is returned as a *settingError naming its flag.
 func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func(baseURL string)) error {
+	// First, so that a taken address stops the start before anything
+	// slower is set up.
+	ln, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) {
+			err = op.Err // "bind: address already in use", without repeating the address
+		}
+		return badSetting("--listen %s: %w", cfg.listen, err)
+	}
+	defer ln.Close()
+	if cfg.maxConns > 0 {
+		ln = netutil.LimitListener(ln, cfg.maxConns)
+	}
+	emb, err := cfg.newEmbedder(ctx, log)
+	if err != nil {
+		return err
+	}
 	upstream := cfg.upstream
 	if upstream == "" {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		simLn, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return fmt.Errorf("start simulated upstream: %w", err)
 		}
 		simSrv := &http.Server{Handler: sim.New(sim.Config{Latency: cfg.simLatency, PerToken: cfg.simPerToken}), ReadHeaderTimeout: 10 * time.Second}
-		go func() { _ = simSrv.Serve(ln) }()
+		go func() { _ = simSrv.Serve(simLn) }()
 		defer simSrv.Close()
-		upstream = "http://" + ln.Addr().String() + "/v1"
+		upstream = "http://" + simLn.Addr().String() + "/v1"
 		log.Warn("no --upstream configured: answers come from the built-in SIMULATED upstream, not a real model",
 			"simulated_upstream", upstream, "latency", cfg.simLatency, "per_token", cfg.simPerToken)
 	}
 
-	emb, err := cfg.newEmbedder()
-	if err != nil {
-		return fmt.Errorf("embedder: %w", err)
-	}
-	if cfg.threshold == "" && cfg.embedder == "local" && emb.Dim() != 384 {
+	if cfg.threshold == "" && cfg.policy == "static" && cfg.embedder == "local" && emb.Dim() != 384 {
 		log.Warn("the local embedder's default threshold was measured at 384 dimensions; measure yours with `semcache bench tune`", "dim", emb.Dim(), "threshold", cfg.thresholdValue())
 	}
 	store, err := cfg.newStore(ctx, emb, log)
@@ -728,10 +880,13 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func
 	}
 	defer store.Close()
 	norm, _ := cfg.normalization()
-	rules, _ := cfg.rules()
-	pricing, err := cfg.pricingTable() // validated, but the file may have changed since
+	rules, err := cfg.rules() // validated, but the file may have changed since
 	if err != nil {
-		return err
+		return &settingError{err}
+	}
+	pricing, err := cfg.pricingTable() // likewise
+	if err != nil {
+		return &settingError{err}
 	}
 	if pricing != nil {
 		log.Info("pricing table loaded: check its prices against your provider's", "pricing", cfg.pricing,
@@ -755,13 +910,6 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func
 	}, cache)
 	if err != nil {
 		return err
-	}
-	ln, err := net.Listen("tcp", cfg.listen)
-	if err != nil {
-		return fmt.Errorf("--listen %s: %w", cfg.listen, err)
-	}
-	if cfg.maxConns > 0 {
-		ln = netutil.LimitListener(ln, cfg.maxConns)
 	}
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: cfg.readTimeout,
 		WriteTimeout: cfg.effectiveWriteTimeout(), IdleTimeout: cfg.idleTimeout}
@@ -793,6 +941,20 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func
 		return fmt.Errorf("%w: %v", errRequestsCut, err)
 	}
 	return nil
+}
+
+// settingError is runServe's error for a setting that parseServe accepted
+// but that cannot be used: an address already in use, a model file that
+// cannot be read, a Redis index made by other settings. Its message names
+// the flag; serve exits 2 on it, as on parseServe's errors.
+type settingError struct{ err error }
+
+func (e *settingError) Error() string { return e.err.Error() }
+func (e *settingError) Unwrap() error { return e.err }
+
+// badSetting returns a *settingError with the message fmt.Errorf gives.
+func badSetting(format string, args ...any) error {
+	return &settingError{fmt.Errorf(format, args...)}
 }
 
 // errRequestsCut is runServe's error when a shutdown had to cut requests

@@ -114,6 +114,20 @@ func TestParseServeRejects(t *testing.T) {
 		{"adaptive flag under static", []string{"--max-error-rate", "0.02"}, nil, "--max-error-rate applies only to --policy adaptive"},
 		{"adaptive env under static", nil, map[string]string{"SEMCACHE_SIMILARITY_FLOOR": "0.6"}, "--similarity-floor applies only to --policy adaptive"},
 		{"judge under explicit static", []string{"--policy", "static", "--judge", "exact"}, nil, "--judge applies only"},
+		{"listen without port", []string{"--listen", "nonsense"}, nil, `--listen "nonsense": want host:port`},
+		{"listen port out of range", []string{"--listen", "127.0.0.1:99999"}, nil, `--listen "127.0.0.1:99999": port "99999"`},
+		{"listen from env", nil, map[string]string{"SEMCACHE_LISTEN": "8080"}, `--listen "8080"`},
+		{"embedder url with local", []string{"--embedder-url", "http://127.0.0.1:1/v1"}, nil, "--embedder-url and --embedder-model apply only"},
+		{"embedder model with local", nil, map[string]string{"SEMCACHE_EMBEDDER_MODEL": "m"}, "--embedder-url and --embedder-model apply only"},
+		{"embedder url not a url", []string{"--embedder", "openai", "--embedder-url", "localhost:11434", "--embedder-model", "m", "--embedder-dim", "8", "--threshold", "0.9"}, nil, "--embedder-url"},
+		{"upstream without host", []string{"--upstream", "http://"}, nil, "--upstream"},
+		{"redis url under memory", []string{"--redis-url", "redis://127.0.0.1:6379/0"}, nil, "--redis-url applies only to --backend redis"},
+		{"redis timeout env under memory", nil, map[string]string{"SEMCACHE_REDIS_TIMEOUT": "1s"}, "--redis-timeout applies only to --backend redis"},
+		{"max entries under redis", []string{"--backend", "redis", "--max-entries", "10"}, nil, "--max-entries applies only to --backend memory"},
+		{"index under redis", []string{"--backend", "redis", "--index", "flat"}, nil, "--index applies only to --backend memory"},
+		{"redis url bad db", []string{"--backend", "redis", "--redis-url", "redis://127.0.0.1:6379/zero"}, nil, "--redis-url"},
+		{"threshold under adaptive", []string{"--policy", "adaptive", "--threshold", "0.9"}, nil, "--threshold applies only to --policy static: the adaptive policy decides per entry"},
+		{"threshold env under adaptive", nil, map[string]string{"SEMCACHE_POLICY": "adaptive", "SEMCACHE_THRESHOLD": "0.9"}, "use --max-error-rate"},
 		{"unknown guard", []string{"--guards", "negation,sarcasm"}, nil, "--guards"},
 		{"two-word guard token", []string{"--guard-tokens", "per month"}, nil, "--guard-tokens"},
 	}
@@ -147,6 +161,25 @@ func TestAdaptiveRuleFlags(t *testing.T) {
 		policy, a := c.policyConfig(nil)
 		if policy != semantic.PolicyAdaptive || a.Rule != tc.rule || a.Audit != tc.audit || a.MinObservations != tc.minOb {
 			t.Errorf("%v: policy %s, rule %s, audit %v, min observations %d", tc.args, policy, a.Rule, a.Audit, a.MinObservations)
+		}
+	}
+}
+
+// TestAdaptivePolicyNeedsNoThreshold: under --policy adaptive no threshold
+// is given, even with an embedder that has no default one, and the
+// threshold handed to the cache is the similarity floor the policy applies.
+func TestAdaptivePolicyNeedsNoThreshold(t *testing.T) {
+	for _, args := range [][]string{
+		{"--policy", "adaptive", "--similarity-floor", "0.6"},
+		{"--policy", "adaptive", "--similarity-floor", "0.6", "--embedder", "openai", "--embedder-url", "http://127.0.0.1:1/v1", "--embedder-model", "m", "--embedder-dim", "8"},
+	} {
+		c, err := parseServe(args, env(nil), &bytes.Buffer{})
+		if err != nil {
+			t.Errorf("%v: %v", args, err)
+			continue
+		}
+		if got := c.thresholdValue(); got != 0.6 {
+			t.Errorf("%v: threshold %v, want the similarity floor 0.6", args, got)
 		}
 	}
 }

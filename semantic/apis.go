@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 )
 
 // API names the OpenAI endpoint a request was sent to. It is part of the
@@ -117,6 +116,26 @@ func checkKinds(fields map[string]any, kinds map[string]jsonKinds) error {
 	return nil
 }
 
+// decodeRequest decodes a request body (decodeBody) and checks what every
+// endpoint has: the model (the caller's when the body names none), the
+// stream flag and the JSON kinds of the listed parameters. It returns the
+// fields and an Identity and Request with Model and Stream set.
+func decodeRequest(body []byte, who Caller, kinds map[string]jsonKinds) (map[string]any, Identity, Request, error) {
+	var id Identity
+	var rq Request
+	fields, err := decodeBody(body)
+	if err != nil {
+		return nil, id, rq, err
+	}
+	if id.Model, err = who.model(fields); err != nil {
+		return nil, id, rq, err
+	}
+	if rq.Stream, err = streamField(fields); err != nil {
+		return nil, id, rq, err
+	}
+	return fields, id, rq, checkKinds(fields, kinds)
+}
+
 // streamField returns the body's "stream" field.
 func streamField(fields map[string]any) (bool, error) {
 	s, present := fields["stream"]
@@ -171,19 +190,8 @@ var ResponsesServerState = []string{"previous_response_id", "conversation", "pro
 // is not an object, a role that is not a string, an input_text part whose
 // text is not a string. Pure, safe for concurrent use.
 func IdentifyResponses(body []byte, who Caller, n Normalization) (Identity, Request, error) {
-	var id Identity
-	var rq Request
-	fields, err := decodeBody(body)
+	fields, id, rq, err := decodeRequest(body, who, responsesParamKinds)
 	if err != nil {
-		return id, rq, err
-	}
-	if id.Model, err = who.model(fields); err != nil {
-		return id, rq, err
-	}
-	if rq.Stream, err = streamField(fields); err != nil {
-		return id, rq, err
-	}
-	if err := checkKinds(fields, responsesParamKinds); err != nil {
 		return id, rq, err
 	}
 	var items []any
@@ -208,8 +216,14 @@ func IdentifyResponses(body []byte, who Caller, n Normalization) (Identity, Requ
 				return id, rq, badField("input[%d].role: want a non-empty string", i)
 			}
 		}
-		if err := checkInputContent(obj["content"], fmt.Sprintf("input[%d].content", i)); err != nil {
-			return id, rq, err
+		switch c := obj["content"].(type) {
+		case nil, string:
+		case []any:
+			if err := checkParts(fmt.Sprintf("input[%d].content", i), c, "input_text"); err != nil {
+				return id, rq, err
+			}
+		default:
+			return id, rq, badField("input[%d].content: want a string or an array of content parts", i)
 		}
 	}
 	last := items[len(items)-1].(map[string]any)
@@ -220,7 +234,7 @@ func IdentifyResponses(body []byte, who Caller, n Normalization) (Identity, Requ
 			rq.Cacheable = false
 		}
 	}
-	prompt, text := inputText(last["content"])
+	prompt, text := promptText(last["content"], "input_text")
 	context := ""
 	if text {
 		if rq.Cacheable {
@@ -229,7 +243,7 @@ func IdentifyResponses(body []byte, who Caller, n Normalization) (Identity, Requ
 		}
 		id.Normalized = n.normalizeProse(prompt)
 	} else {
-		id.Normalized = partsPrefix + canonicalString(n.normalizeTextParts(last["content"], "input_text"))
+		id.Normalized = partsPrefix + canonicalString(n.normalizeParts(last["content"], "input_text"))
 	}
 	id.Prompt = prompt
 	id.Semantic = rq.Cacheable && text
@@ -245,76 +259,6 @@ func IdentifyResponses(body []byte, who Caller, n Normalization) (Identity, Requ
 	return id, rq, nil
 }
 
-// checkInputContent checks a Responses input item's content: absent, null,
-// a string, or an array of parts, each an object with a string type, an
-// input_text part with a string text.
-func checkInputContent(content any, field string) error {
-	switch c := content.(type) {
-	case nil, string:
-		return nil
-	case []any:
-		for j, p := range c {
-			obj, ok := p.(map[string]any)
-			if !ok {
-				return badField("%s[%d]: want an object", field, j)
-			}
-			typ, ok := obj["type"].(string)
-			if !ok || typ == "" {
-				return badField("%s[%d].type: want a non-empty string", field, j)
-			}
-			if _, ok := obj["text"].(string); typ == "input_text" && !ok {
-				return badField("%s[%d].text: want a string", field, j)
-			}
-		}
-		return nil
-	}
-	return badField("%s: want a string or an array of content parts", field)
-}
-
-// inputText returns the text of a Responses input item's content and
-// whether it is text only: a string is itself, input_text parts are their
-// texts joined by newlines, anything else is its canonical JSON, not text.
-func inputText(content any) (string, bool) {
-	switch c := content.(type) {
-	case string:
-		return c, true
-	case []any:
-		parts := make([]string, 0, len(c))
-		for _, p := range c {
-			obj, _ := p.(map[string]any)
-			t, ok := obj["text"].(string)
-			if obj["type"] != "input_text" || !ok {
-				return canonicalString(content), false
-			}
-			parts = append(parts, t)
-		}
-		return strings.Join(parts, "\n"), true
-	}
-	return canonicalString(content), false
-}
-
-// normalizeTextParts returns content parts with the text of the parts of
-// type textType normalised and every other part as sent.
-func (n Normalization) normalizeTextParts(content any, textType string) any {
-	parts, ok := content.([]any)
-	if !ok {
-		return content
-	}
-	out := make([]any, len(parts))
-	for i, p := range parts {
-		obj, ok := p.(map[string]any)
-		t, isText := obj["text"].(string)
-		if !ok || obj["type"] != textType || !isText {
-			out[i] = p
-			continue
-		}
-		c := maps.Clone(obj)
-		c["text"] = n.normalizeProse(t)
-		out[i] = c
-	}
-	return out
-}
-
 // IdentifyCompletion builds the cache identity of a legacy completions
 // request (POST /v1/completions) as IdentifyChat does for chat
 // completions. The question is the prompt, which must be one string (or an
@@ -325,19 +269,8 @@ func (n Normalization) normalizeTextParts(content any, textType string) any {
 // best_of, logprobs included). Errors wrap ErrBadRequest and name the
 // field. Pure, safe for concurrent use.
 func IdentifyCompletion(body []byte, who Caller, n Normalization) (Identity, Request, error) {
-	var id Identity
-	var rq Request
-	fields, err := decodeBody(body)
+	fields, id, rq, err := decodeRequest(body, who, completionParamKinds)
 	if err != nil {
-		return id, rq, err
-	}
-	if id.Model, err = who.model(fields); err != nil {
-		return id, rq, err
-	}
-	if rq.Stream, err = streamField(fields); err != nil {
-		return id, rq, err
-	}
-	if err := checkKinds(fields, completionParamKinds); err != nil {
 		return id, rq, err
 	}
 	prompt, ok := fields["prompt"].(string)

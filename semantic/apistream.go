@@ -261,22 +261,7 @@ func CompletionChunks(r Result, includeUsage bool) ([]string, error) {
 		}
 		return out, nil
 	}
-	chunk := func(choices []any, usage any) string {
-		c := map[string]any{"object": "text_completion", "choices": choices}
-		for _, k := range []string{"id", "created", "model", "system_fingerprint"} {
-			if v, ok := body[k]; ok {
-				c[k] = v
-			}
-		}
-		if usage != nil {
-			c["usage"] = usage
-		}
-		b, err := json.Marshal(c)
-		if err != nil {
-			panic(fmt.Sprintf("semantic: encode chunk: %v", err))
-		}
-		return string(b)
-	}
+	chunk := func(choices []any, usage any) string { return encodeChunk(body, "text_completion", choices, usage) }
 	var out []string
 	list, _ := body["choices"].([]any)
 	for j, raw := range list {

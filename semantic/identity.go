@@ -305,7 +305,7 @@ func IdentifyChat(body []byte, who Caller, n Normalization) (Identity, Request, 
 		switch c := obj["content"].(type) {
 		case nil, string:
 		case []any:
-			if err := checkParts(i, c); err != nil {
+			if err := checkParts(fmt.Sprintf("messages[%d].content", i), c, "text"); err != nil {
 				return id, rq, err
 			}
 		default:
@@ -315,7 +315,7 @@ func IdentifyChat(body []byte, who Caller, n Normalization) (Identity, Request, 
 
 	last := msgs[len(msgs)-1].(map[string]any)
 	rq.Cacheable = last["role"] == "user"
-	prompt, text := promptText(last["content"])
+	prompt, text := promptText(last["content"], "text")
 	context := ""
 	if text {
 		if rq.Cacheable {
@@ -327,7 +327,7 @@ func IdentifyChat(body []byte, who Caller, n Normalization) (Identity, Request, 
 		// Non-text content (images, audio, files) is hashed verbatim but
 		// for the prose of its text parts, under a prefix no text prompt
 		// can produce.
-		id.Normalized = partsPrefix + canonicalString(n.normalizeParts(last["content"]))
+		id.Normalized = partsPrefix + canonicalString(n.normalizeParts(last["content"], "text"))
 	}
 	id.Prompt = prompt
 	id.Semantic = rq.Cacheable && text
@@ -440,35 +440,36 @@ func hex4(b []byte, i int) (rune, bool) {
 	return rune(v), err == nil
 }
 
-// checkParts checks the content parts of message i: each must be an object
-// with a non-empty string "type", and a "text" part must have a string
-// "text" (else a part like {"type":"text"} would be an empty prompt and
-// share its entry with every other malformed one). Parts of other types
-// (image_url, input_audio, file, types this package does not know) are not
-// looked into: they are hashed verbatim.
-func checkParts(i int, parts []any) error {
+// checkParts checks the content parts at field (e.g. messages[2].content):
+// each must be an object with a non-empty string "type", and a part of
+// type textType ("text" in chat, "input_text" in the Responses API) must
+// have a string "text" (else a part like {"type":"text"} would be an empty
+// prompt and share its entry with every other malformed one). Parts of
+// other types (image_url, input_audio, file, types this package does not
+// know) are not looked into: they are hashed verbatim.
+func checkParts(field string, parts []any, textType string) error {
 	for j, p := range parts {
 		obj, ok := p.(map[string]any)
 		if !ok {
-			return badField("messages[%d].content[%d]: want a content part object", i, j)
+			return badField("%s[%d]: want a content part object", field, j)
 		}
 		typ, ok := obj["type"].(string)
 		if !ok || typ == "" {
-			return badField("messages[%d].content[%d].type: want a non-empty string", i, j)
+			return badField("%s[%d].type: want a non-empty string", field, j)
 		}
-		if _, ok := obj["text"].(string); typ == "text" && !ok {
-			return badField("messages[%d].content[%d].text: want a string", i, j)
+		if _, ok := obj["text"].(string); typ == textType && !ok {
+			return badField("%s[%d].text: want a string", field, j)
 		}
 	}
 	return nil
 }
 
 // promptText returns the text of a message content and whether it is text
-// only. A string is itself; an array of {"type":"text","text":...} parts is
-// their texts joined by newlines; anything else (image, audio or file parts)
+// only. A string is itself; an array of parts of type textType ({"type":
+// "text","text":...} in chat) is their texts joined by newlines; anything else (image, audio or file parts)
 // is its canonical JSON, reported as not text. Identify has checked the
 // parts (checkParts) before it is called.
-func promptText(content any) (string, bool) {
+func promptText(content any, textType string) (string, bool) {
 	switch c := content.(type) {
 	case string:
 		return c, true
@@ -476,7 +477,7 @@ func promptText(content any) (string, bool) {
 		var parts []string
 		for _, p := range c {
 			obj, ok := p.(map[string]any)
-			if !ok || obj["type"] != "text" {
+			if !ok || obj["type"] != textType {
 				return canonicalString(content), false
 			}
 			t, ok := obj["text"].(string)
@@ -496,10 +497,11 @@ func promptText(content any) (string, bool) {
 // shares an exact key with content parts.
 const partsPrefix = "\x00parts\x00"
 
-// normalizeParts returns content with the text of its text parts
-// normalised and every other part (image_url, input_audio, file) as sent:
-// a URL or a base64 payload differing only in case is another image.
-func (n Normalization) normalizeParts(content any) any {
+// normalizeParts returns content with the text of its parts of type
+// textType normalised and every other part (image_url, input_audio, file)
+// as sent: a URL or a base64 payload differing only in case is another
+// image.
+func (n Normalization) normalizeParts(content any, textType string) any {
 	parts, ok := content.([]any)
 	if !ok {
 		return content
@@ -508,7 +510,7 @@ func (n Normalization) normalizeParts(content any) any {
 	for i, p := range parts {
 		obj, ok := p.(map[string]any)
 		t, isText := obj["text"].(string)
-		if !ok || obj["type"] != "text" || !isText {
+		if !ok || obj["type"] != textType || !isText {
 			out[i] = p
 			continue
 		}

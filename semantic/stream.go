@@ -332,7 +332,7 @@ func StreamChunks(r Result, includeUsage bool) ([]string, error) {
 			out = append(out, s)
 		}
 		if includeUsage && !sawUsage {
-			out = append(out, encodeChunk(body, []any{}, usage))
+			out = append(out, encodeChunk(body, "chat.completion.chunk", []any{}, usage))
 		}
 		return out, nil
 	}
@@ -351,7 +351,7 @@ func StreamChunks(r Result, includeUsage bool) ([]string, error) {
 			for k, v := range extra {
 				c[k] = v
 			}
-			out = append(out, encodeChunk(body, []any{c}, nil))
+			out = append(out, encodeChunk(body, "chat.completion.chunk", []any{c}, nil))
 		}
 		lp := splitLogprobs(ch["logprobs"], msg)
 		role, _ := msg["role"].(string)
@@ -412,7 +412,7 @@ func StreamChunks(r Result, includeUsage bool) ([]string, error) {
 		emit(map[string]any{}, nil, ch["finish_reason"], extra)
 	}
 	if includeUsage {
-		out = append(out, encodeChunk(body, []any{}, usage))
+		out = append(out, encodeChunk(body, "chat.completion.chunk", []any{}, usage))
 	}
 	return out, nil
 }
@@ -565,11 +565,12 @@ func isUsageChunk(s string) bool {
 	return m["usage"] != nil && len(list) == 0
 }
 
-// encodeChunk encodes a chat.completion.chunk with the identity fields of
-// src (a chat.completion or chunk), the given choices and, when not nil,
+// encodeChunk encodes a stream chunk of the given object
+// ("chat.completion.chunk", "text_completion") with the identity fields of
+// src (the stored answer or a chunk), the given choices and, when not nil,
 // usage.
-func encodeChunk(src map[string]any, choices []any, usage any) string {
-	c := map[string]any{"object": "chat.completion.chunk", "choices": choices}
+func encodeChunk(src map[string]any, object string, choices []any, usage any) string {
+	c := map[string]any{"object": object, "choices": choices}
 	for _, k := range []string{"id", "created", "model", "system_fingerprint", "service_tier"} {
 		if v, ok := src[k]; ok {
 			c[k] = v

@@ -171,8 +171,14 @@ func (s *Sim) completions(w http.ResponseWriter, r *http.Request) {
 
 // badRequest writes an OpenAI-shaped 400.
 func badRequest(w http.ResponseWriter, msg string) {
+	writeError(w, http.StatusBadRequest, msg, nil)
+}
+
+// writeError writes an OpenAI-shaped error of the status; code is the
+// error's code (nil for none).
+func writeError(w http.ResponseWriter, status int, msg string, code any) {
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusBadRequest)
-	b, _ := json.Marshal(map[string]any{"error": map[string]any{"message": msg, "type": "invalid_request_error", "param": nil, "code": nil}})
+	w.WriteHeader(status)
+	b, _ := json.Marshal(map[string]any{"error": map[string]any{"message": msg, "type": "invalid_request_error", "param": nil, "code": code}})
 	_, _ = w.Write(b)
 }

@@ -57,8 +57,42 @@ func New(cfg Config) *Sim {
 // completions answered so far.
 func (s *Sim) Calls() int64 { return s.calls.Load() }
 
-// ServeHTTP serves the simulator's routes.
-func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP serves the simulator's routes. A path it does not serve gets
+// an OpenAI-shaped 404 (code not_found), a method a path does not take an
+// OpenAI-shaped 405 (code method_not_allowed) with the Allow header, as
+// OpenAI's API answers: the simulator is the default upstream of
+// `semcache serve`, so its errors are what a new user's client sees.
+func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h, pattern := s.mux.Handler(r)
+	if pattern != "" {
+		h.ServeHTTP(w, r)
+		return
+	}
+	// The mux's own answer (404, or 405 with Allow) gives the status.
+	probe := &statusProbe{header: http.Header{}}
+	h.ServeHTTP(probe, r)
+	if allow := probe.header.Get("Allow"); allow != "" {
+		w.Header().Set("Allow", allow)
+	}
+	switch probe.status {
+	case http.StatusMethodNotAllowed:
+		writeError(w, probe.status, fmt.Sprintf("simulator: method %s is not allowed on %s", r.Method, r.URL.Path), "method_not_allowed")
+	default:
+		writeError(w, http.StatusNotFound, fmt.Sprintf("simulator: no such endpoint: %s %s", r.Method, r.URL.Path), "not_found")
+	}
+}
+
+// statusProbe is the http.ResponseWriter the mux's not-found and
+// method-not-allowed handlers write to: it keeps the status and headers
+// and drops the plain-text body.
+type statusProbe struct {
+	header http.Header
+	status int
+}
+
+func (p *statusProbe) Header() http.Header         { return p.header }
+func (p *statusProbe) Write(b []byte) (int, error) { return len(b), nil }
+func (p *statusProbe) WriteHeader(status int)      { p.status = status }
 
 type message struct {
 	Role    string          `json:"role"`

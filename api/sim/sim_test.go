@@ -232,3 +232,44 @@ func TestEmbeddings(t *testing.T) {
 		}
 	}
 }
+
+// TestUnknownRoutesAnswerLikeOpenAI checks that a path the simulator does
+// not serve, or a method a path does not take, gets an OpenAI-shaped error
+// (404 not_found, 405 method_not_allowed with Allow), not the mux's plain
+// text.
+func TestUnknownRoutesAnswerLikeOpenAI(t *testing.T) {
+	srv := httptest.NewServer(sim.New(sim.Config{}))
+	defer srv.Close()
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		code, allow  string
+	}{
+		{http.MethodGet, "/v1/chat/completions", 405, "method_not_allowed", "POST"},
+		{http.MethodDelete, "/v1/embeddings", 405, "method_not_allowed", "POST"},
+		{http.MethodGet, "/v1/no-such-thing", 404, "not_found", ""},
+	} {
+		req, err := http.NewRequest(tc.method, srv.URL+tc.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var e struct {
+			Error struct {
+				Message, Type, Code string
+			}
+		}
+		if err := json.Unmarshal(b, &e); err != nil || resp.StatusCode != tc.status || e.Error.Code != tc.code || e.Error.Message == "" ||
+			!strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+			t.Errorf("%s %s: %d %q %s, want %d with an OpenAI error of code %s", tc.method, tc.path, resp.StatusCode, resp.Header.Get("Content-Type"), b, tc.status, tc.code)
+		}
+		if got := resp.Header.Get("Allow"); !strings.Contains(got, tc.allow) {
+			t.Errorf("%s %s: Allow %q, want %q", tc.method, tc.path, got, tc.allow)
+		}
+	}
+}

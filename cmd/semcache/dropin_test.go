@@ -516,3 +516,112 @@ func TestStoredStreamsCarryUsage(t *testing.T) {
 		t.Error("stats completion_tokens_saved 0 after a hit on a stored stream")
 	}
 }
+
+// openAIError decodes an OpenAI-shaped error body; ok is false when the
+// body is not one.
+func openAIError(b []byte) (msg string, ok bool) {
+	var e struct {
+		Error *struct {
+			Message string `json:"message"`
+			Type    string `json:"type"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(b, &e) != nil || e.Error == nil || e.Error.Message == "" || e.Error.Type == "" {
+		return "", false
+	}
+	return e.Error.Message, true
+}
+
+// TestControlsThroughServe drives the request controls of issue 13 through
+// a real `semcache serve` and a recording upstream: an SDK's reflexive
+// Cache-Control: no-cache on a stream does not skip the lookup; max-age=0
+// does, and reaches the upstream; a quoted max-age and a TTL beyond any
+// clock are accepted; bad content parts and a wrong method get
+// OpenAI-shaped errors and never reach the upstream.
+func TestControlsThroughServe(t *testing.T) {
+	base, up, _ := startDropIn(t, "memory", "/v1")
+	url := base + "/v1/chat/completions"
+	auth := []string{"Authorization", "Bearer sk-a"}
+	stream := `{"model":"sim-1","stream":true,"messages":[{"role":"user","content":"How do I reset my router?"}]}`
+	if r := send(t, url, stream, auth...); r.cache() != "MISS" {
+		t.Fatalf("first stream: %s", r.cache())
+	}
+	sse := append([]string{"Accept", "text/event-stream", "Cache-Control", "no-cache"}, auth...)
+	if r := send(t, url, stream, sse...); r.cache() != "HIT" {
+		t.Errorf("stream with the SDK's Cache-Control: no-cache: %s, want HIT", r.cache())
+	}
+	n := len(up.requests())
+	for _, cc := range []string{"max-age=0", "max-age=0, no-store"} {
+		if r := send(t, url, stream, append([]string{"Cache-Control", cc}, auth...)...); r.status != 200 || r.cache() == "HIT" {
+			t.Errorf("Cache-Control: %s: %d %s, want 200 and no hit", cc, r.status, r.cache())
+		}
+	}
+	if got := len(up.requests()) - n; got != 2 {
+		t.Errorf("max-age=0 requests reached the upstream %d times, want 2", got)
+	}
+
+	quoted := `{"model":"sim-1","messages":[{"role":"user","content":"What are your opening hours?"}]}`
+	if r := send(t, url, quoted, append([]string{"Cache-Control", `max-age="60"`}, auth...)...); r.status != 200 {
+		t.Errorf(`Cache-Control: max-age="60": %d %s, want 200`, r.status, r.body)
+	}
+	long := `{"model":"sim-1","messages":[{"role":"user","content":"Can I change my delivery address?"}]}`
+	if r := send(t, url, long, append([]string{"X-Semcache-TTL", "18446744074"}, auth...)...); r.status != 200 || r.cache() != "MISS" {
+		t.Errorf("X-Semcache-TTL 18446744074: %d %s %s, want 200 MISS", r.status, r.cache(), r.body)
+	}
+	if r := send(t, url, long, auth...); r.cache() != "HIT" {
+		t.Errorf("after a TTL beyond any clock: %s, want HIT", r.cache())
+	}
+
+	n = len(up.requests())
+	for name, body := range map[string]string{
+		"text part without text": `{"model":"sim-1","messages":[{"role":"user","content":[{"type":"text"}]}]}`,
+		"text part not a string": `{"model":"sim-1","messages":[{"role":"user","content":[{"type":"text","text":5}]}]}`,
+	} {
+		r := send(t, url, body, auth...)
+		if _, ok := openAIError(r.body); r.status != 400 || !ok {
+			t.Errorf("%s: %d %s, want 400 with an OpenAI error", name, r.status, r.body)
+		}
+	}
+	if got := len(up.requests()) - n; got != 0 {
+		t.Errorf("refused requests reached the upstream %d times", got)
+	}
+	// Other methods are passed through (GET /v1/chat/completions is
+	// OpenAI's list of stored completions); the default simulated upstream
+	// answers those it does not serve as OpenAI does.
+	for _, m := range []string{http.MethodGet, http.MethodDelete} {
+		req, err := http.NewRequest(m, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if _, ok := openAIError(b); resp.StatusCode != 405 || !ok {
+			t.Errorf("%s /v1/chat/completions: %d %s, want 405 with an OpenAI error", m, resp.StatusCode, b)
+		}
+	}
+}
+
+// TestAdaptiveThresholdThroughServe checks that under --policy adaptive
+// the X-Semcache-Threshold header, sent when a request asks for a
+// threshold, names the threshold in force (the --similarity-floor, or a
+// stricter per-request threshold), never a static threshold that is not
+// used.
+func TestAdaptiveThresholdThroughServe(t *testing.T) {
+	base, _, _ := startDropIn(t, "memory", "/v1", "--policy", "adaptive", "--similarity-floor", "0.6")
+	url := base + "/v1/chat/completions"
+	body := `{"model":"sim-1","messages":[{"role":"user","content":"How do I reset my router?"}]}`
+	// Unasked, no threshold header (as under the static policy).
+	for asked, want := range map[string]string{"": "", "0.3": "0.6", "0.75": "0.75"} {
+		h := []string{"Authorization", "Bearer sk-a"}
+		if asked != "" {
+			h = append(h, "X-Semcache-Threshold", asked)
+		}
+		if got := send(t, url, body, h...).header.Get("X-Semcache-Threshold"); got != want {
+			t.Errorf("asked %q: X-Semcache-Threshold %q, want %q", asked, got, want)
+		}
+	}
+}

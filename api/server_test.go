@@ -577,7 +577,7 @@ func testHealthStatsAndPassThrough(t *testing.T) {
 	}
 	want := semantic.Snapshot{Requests: 3, Hits: 2, ExactHits: 1, SemanticHits: 1, Misses: 1, Bypasses: 1,
 		HitRate: 2.0 / 3, Entries: 1, UpstreamCalls: 1, PromptTokensSaved: s.PromptTokensSaved, CompletionTokensSaved: s.CompletionTokensSaved, Policy: "static",
-		StoreBytes: s.StoreBytes}
+		StoreBytes: s.StoreBytes, StoreDiskBytes: -1} // no data directory
 	if s.StoreBytes == 0 {
 		t.Error("store_bytes 0 with an entry")
 	}

@@ -10,11 +10,11 @@ import (
 )
 
 // These tests run "bench tune" on the shared public data sets. They skip
-// unless SEMCACHE_DATA_DIR names the data folder (the one holding
+// unless SEMCACHE_DATASETS names the data folder (the one holding
 // banking77/, clinc150/, hint3/, bitext-customer-support/ and meancache/),
 // e.g.
 //
-//	SEMCACHE_DATA_DIR=/work/shared/data go test -run TestTune -v ./benchmarks
+//	SEMCACHE_DATASETS=/work/shared/data go test -run TestTune -v ./benchmarks
 
 func TestTuneBanking77(t *testing.T) {
 	dir := dataDir(t)
@@ -60,9 +60,9 @@ func TestTuneQQPPairs(t *testing.T) {
 
 func dataDir(t *testing.T) string {
 	t.Helper()
-	dir := os.Getenv("SEMCACHE_DATA_DIR")
+	dir := os.Getenv("SEMCACHE_DATASETS")
 	if dir == "" {
-		t.Skip("SEMCACHE_DATA_DIR is not set")
+		t.Skip("SEMCACHE_DATASETS is not set (the folder of labelled data sets, e.g. ../shared/data)")
 	}
 	return dir
 }

@@ -124,3 +124,21 @@ func (f *Flat) Search(vec []float32, k int) ([]Neighbor, error) {
 	}
 	return out, nil
 }
+
+// IDs returns a copy of the stored ids, in no particular order.
+func (f *Flat) IDs() []string {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return append([]string(nil), f.ids...)
+}
+
+// vector returns a copy of the unit vector stored under id.
+func (f *Flat) vector(id string) ([]float32, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	i, ok := f.slots[id]
+	if !ok {
+		return nil, false
+	}
+	return append([]float32(nil), f.vecs[i*f.dim:(i+1)*f.dim]...), true
+}

@@ -174,6 +174,14 @@ func (h *HNSW) Len() int {
 	return len(h.ids)
 }
 
+// Has reports whether a vector is stored under id.
+func (h *HNSW) Has(id string) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	_, ok := h.ids[id]
+	return ok
+}
+
 // Add inserts vec under id, replacing the vector already stored under id if
 // any (the old node is deleted, with repair, and a new one inserted). vec
 // must have length Dim; the index stores a normalised copy and does not

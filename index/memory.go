@@ -40,6 +40,20 @@ type MemoryConfig struct {
 	SweepInterval time.Duration
 	// Now is the clock for expiry. nil means time.Now.
 	Now func() time.Time
+	// Dir is the data directory that makes the store durable; "" keeps
+	// everything in process memory. With Dir, every entry (value, scope,
+	// vector, tags, expiry) is written to Dir/DiskFile before Set
+	// returns (see disk.go for the layout and crash rule), deletions,
+	// evictions and Flush before they return, and NewMemory loads the
+	// live entries back. What is not kept: the LRU's recency of hits
+	// (after a restart entries rank by the order they were stored) and
+	// the adaptive policy's verification state (see AddObservation), so
+	// entries are verified afresh.
+	Dir string
+	// Fingerprint is the embedder fingerprint the vectors were made with;
+	// with Dir it is recorded in a new store and must match an existing
+	// one (ErrIncompatibleStore otherwise).
+	Fingerprint string
 }
 
 // vectorIndex is what Memory needs of HNSW and Flat.
@@ -61,6 +75,9 @@ type memRecord struct {
 	value     []byte
 	expiresAt time.Time
 	hasVector bool
+	// seq orders entries by when they were stored (see MemoryConfig.Dir);
+	// guarded by Memory.wmu when set.
+	seq uint64
 	// tags are the entry's tags (see Tag); guarded by Memory.mu, unlike
 	// the fields above, which never change after Set.
 	tags []string
@@ -114,6 +131,15 @@ type Memory struct {
 	evictions atomic.Int64
 	expired   atomic.Int64
 
+	// disk is the data directory's store; nil without MemoryConfig.Dir.
+	disk *disk
+	// seq is the last seq given to a record; guarded by wmu.
+	seq uint64
+	// warming counts the loaded scopes whose graph is still being built
+	// (see warmPart); warmWG waits for their builders.
+	warming atomic.Int64
+	warmWG  sync.WaitGroup
+
 	stop chan struct{}
 	done chan struct{}
 	once sync.Once
@@ -166,6 +192,11 @@ func NewMemory(cfg MemoryConfig) (*Memory, error) {
 		return nil, fmt.Errorf("index: %w", err)
 	}
 	m.lru = l
+	if cfg.Dir != "" {
+		if err := m.openDir(); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.SweepInterval > 0 {
 		go m.sweepLoop()
 	} else {
@@ -228,26 +259,45 @@ func (m *Memory) Get(_ context.Context, key string) ([]byte, bool, error) {
 // the scope's vector index. A vector of the wrong length returns an error
 // wrapping ErrDimensionMismatch, an unusable one ErrInvalidVector, and a
 // ttl <= 0 an error; none of them changes the store.
-func (m *Memory) Set(_ context.Context, key, scope string, value []byte, vec []float32, ttl time.Duration) error {
+func (m *Memory) Set(ctx context.Context, key, scope string, value []byte, vec []float32, ttl time.Duration) error {
+	rec, b, err := m.set(ctx, key, scope, value, vec, ttl)
+	if err != nil || b == nil {
+		return err
+	}
+	if err := b.wait(); err != nil {
+		// Not durable: take it out of memory too, so that nothing is
+		// served that a restart would not know.
+		m.removeIf(key, rec)
+		return err
+	}
+	return nil
+}
+
+// set is Set up to the durable write: it returns the stored record and,
+// with a data directory, the batch that commits it (to wait on after wmu
+// is released).
+func (m *Memory) set(ctx context.Context, key, scope string, value []byte, vec []float32, ttl time.Duration) (*memRecord, *diskBatch, error) {
 	if ttl <= 0 {
-		return fmt.Errorf("index: ttl %v: must be > 0", ttl)
+		return nil, nil, fmt.Errorf("index: ttl %v: must be > 0", ttl)
 	}
 	if vec != nil {
 		if len(vec) != m.cfg.Dim {
-			return fmt.Errorf("%w: got %d, index has %d", ErrDimensionMismatch, len(vec), m.cfg.Dim)
+			return nil, nil, fmt.Errorf("%w: got %d, index has %d", ErrDimensionMismatch, len(vec), m.cfg.Dim)
 		}
 		if _, err := Normalize(vec); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
-	rec := &memRecord{scope: scope, value: value, expiresAt: m.cfg.Now().Add(ttl), hasVector: vec != nil}
+	rec := &memRecord{scope: scope, value: value, expiresAt: m.cfg.Now().Add(ttl), hasVector: vec != nil, tags: uniqueTags(TagsFrom(ctx))}
 	size := m.recordBytes(key, rec)
 	if m.cfg.MaxBytes > 0 && size > m.cfg.MaxBytes {
-		return fmt.Errorf("%w: entry of %d bytes, MaxBytes %d", ErrTooLarge, size, m.cfg.MaxBytes)
+		return nil, nil, fmt.Errorf("%w: entry of %d bytes, MaxBytes %d", ErrTooLarge, size, m.cfg.MaxBytes)
 	}
 
 	m.wmu.Lock()
 	defer m.wmu.Unlock()
+	m.seq++
+	rec.seq = m.seq
 	m.mu.Lock()
 	old, hadOld := m.lru.Peek(key)
 	m.lru.Add(key, rec)
@@ -257,6 +307,7 @@ func (m *Memory) Set(_ context.Context, key, scope string, value []byte, vec []f
 		m.untagLocked(key, old)
 		m.bytes -= m.recordBytes(key, old)
 	}
+	m.linkTagsLocked(key, rec) // its own tags (WithTags)
 	m.bytes += size
 	for m.cfg.MaxBytes > 0 && m.bytes > m.cfg.MaxBytes && m.lru.Len() > 1 {
 		m.lru.RemoveOldest() // the callback collects it as an eviction
@@ -270,7 +321,7 @@ func (m *Memory) Set(_ context.Context, key, scope string, value []byte, vec []f
 		var err error
 		if part, err = m.newPart(); err != nil {
 			m.mu.Unlock()
-			return err
+			return nil, nil, err
 		}
 		m.parts[scope] = part
 	}
@@ -292,7 +343,21 @@ func (m *Memory) Set(_ context.Context, key, scope string, value []byte, vec []f
 			}
 			m.evicted, m.evictedRecs = m.evicted[:0], m.evictedRecs[:0]
 			m.mu.Unlock()
-			return fmt.Errorf("index: add vector: %w", err)
+			return nil, nil, fmt.Errorf("index: add vector: %w", err)
+		}
+	}
+	var b *diskBatch
+	if m.disk != nil {
+		// Under wmu, so the file sees changes in the order memory does;
+		// the evictions this Set caused leave the file in the same
+		// transaction.
+		op := diskOp{key: key, entry: encodeEntry(rec.disk())}
+		if vec != nil {
+			op.vec = encodeVector(vec)
+		}
+		b = m.disk.submit(op)
+		if len(evKeys) > 0 {
+			b = m.disk.submit(diskOp{del: evKeys})
 		}
 	}
 	for i, k := range evKeys {
@@ -300,7 +365,7 @@ func (m *Memory) Set(_ context.Context, key, scope string, value []byte, vec []f
 			m.deleteVector(k, evRecs[i].scope)
 		}
 	}
-	return nil
+	return rec, b, nil
 }
 
 // Search returns up to k live entries of scope nearest to vec (length Dim),
@@ -336,7 +401,9 @@ func (m *Memory) Search(_ context.Context, scope string, vec []float32, k int) (
 	return live, nil
 }
 
-// Delete removes key from both tiers and reports whether it existed.
+// Delete removes key from both tiers and reports whether it existed. With
+// a data directory it returns once the deletion is durable; an error
+// writing it is returned (the entry is already gone from memory).
 func (m *Memory) Delete(_ context.Context, key string) (bool, error) {
 	m.mu.Lock()
 	r, ok := m.lru.Peek(key)
@@ -344,7 +411,7 @@ func (m *Memory) Delete(_ context.Context, key string) (bool, error) {
 	if !ok {
 		return false, nil
 	}
-	return m.removeIf(key, r), nil
+	return m.removeDurably(key, r)
 }
 
 // Len returns the number of entries, counting expired entries that have not
@@ -403,10 +470,16 @@ func (m *Memory) Evictions() int64 { return m.evictions.Load() }
 // are not counted.
 func (m *Memory) Expired() int64 { return m.expired.Load() }
 
-// Close stops the background sweep. It does not delete any entry.
+// Close stops the background sweep and graph builds and, with a data
+// directory, commits what was submitted and closes the file, releasing its
+// lock. It does not delete any entry. The store must not be used after.
 func (m *Memory) Close() error {
 	m.once.Do(func() { close(m.stop) })
 	<-m.done
+	m.warmWG.Wait()
+	if m.disk != nil {
+		return m.disk.close()
+	}
 	return nil
 }
 
@@ -426,14 +499,34 @@ func (m *Memory) sweepLoop() {
 
 // removeIf deletes key when it still holds the record r (a concurrent Set
 // may have replaced it), from the LRU and from its scope's vector index.
+// With a data directory the deletion is submitted but not waited for
+// (expired entries are not loaded anyway); see removeDurably.
 func (m *Memory) removeIf(key string, r *memRecord) bool {
+	ok, _ := m.removeIfBatch(key, r)
+	return ok
+}
+
+// removeDurably is removeIf that returns only once the deletion is in the
+// data directory, so that an invalidated entry cannot come back after a
+// restart. Without a data directory it is removeIf.
+func (m *Memory) removeDurably(key string, r *memRecord) (bool, error) {
+	ok, b := m.removeIfBatch(key, r)
+	if b != nil {
+		return ok, b.wait()
+	}
+	return ok, nil
+}
+
+// removeIfBatch is removeIf returning the batch that deletes key from the
+// data directory (nil without one, or when nothing was deleted).
+func (m *Memory) removeIfBatch(key string, r *memRecord) (bool, *diskBatch) {
 	m.wmu.Lock()
 	defer m.wmu.Unlock()
 	m.mu.Lock()
 	cur, ok := m.lru.Peek(key)
 	if !ok || cur != r {
 		m.mu.Unlock()
-		return false
+		return false, nil
 	}
 	m.lru.Remove(key)
 	m.evicted, m.evictedRecs = m.evicted[:0], m.evictedRecs[:0] // Remove reports itself as an eviction
@@ -441,7 +534,11 @@ func (m *Memory) removeIf(key string, r *memRecord) bool {
 	if r.hasVector {
 		m.deleteVector(key, r.scope)
 	}
-	return true
+	var b *diskBatch
+	if m.disk != nil {
+		b = m.disk.submit(diskOp{del: []string{key}})
+	}
+	return true, b
 }
 
 // deleteVector removes key's vector from scope's index and drops the index

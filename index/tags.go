@@ -22,22 +22,38 @@ import (
 // expired key is not an error; nothing is recorded. ttl (> 0) is accepted
 // for symmetry with Redis and ignored: tags live exactly as long as their
 // entry.
+//
+// With a data directory the new tags are durable when Tag returns (tags the
+// entry already has, e.g. from WithTags, cost no write).
 func (m *Memory) Tag(_ context.Context, key string, tags []string, ttl time.Duration) error {
 	if ttl <= 0 {
 		return fmt.Errorf("index: ttl %v: must be > 0", ttl)
 	}
+	m.wmu.Lock() // orders the rewrite after the Set that stored r
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	r, ok := m.lru.Peek(key)
 	if !ok || !m.cfg.Now().Before(r.expiresAt) {
+		m.mu.Unlock()
+		m.wmu.Unlock()
 		return nil
 	}
+	added := false
 	for _, t := range tags {
 		if slices.Contains(r.tags, t) {
 			continue
 		}
 		r.tags = append(r.tags, t)
 		m.linkLocked(key, t)
+		added = true
+	}
+	var b *diskBatch
+	if added && m.disk != nil {
+		b = m.disk.submit(diskOp{key: key, entry: encodeEntry(r.disk()), retag: true})
+	}
+	m.mu.Unlock()
+	m.wmu.Unlock()
+	if b != nil {
+		return b.wait()
 	}
 	return nil
 }
@@ -60,10 +76,19 @@ func (m *Memory) DeleteTag(_ context.Context, tag string) (int, error) {
 	}
 	m.mu.Unlock()
 	n := 0
+	var last *diskBatch
 	for _, v := range victims {
-		if m.removeIf(v.k, v.r) { // drops the key from every tag set
+		ok, b := m.removeIfBatch(v.k, v.r) // drops the key from every tag set
+		if ok {
 			n++
 		}
+		if b != nil {
+			last = b
+		}
+	}
+	if last != nil {
+		// Batches commit in order: the last one's commit is everyone's.
+		return n, last.wait()
 	}
 	return n, nil
 }
@@ -72,10 +97,24 @@ func (m *Memory) DeleteTag(_ context.Context, tag string) (int, error) {
 // entries deleted (expired entries not swept yet included). The store stays
 // usable.
 func (m *Memory) Flush(context.Context) (int, error) {
+	n, b := m.flush()
+	if b != nil {
+		return n, b.wait()
+	}
+	return n, nil
+}
+
+// flush is Flush up to the durable write: it returns the batch that empties
+// the data directory (nil without one).
+func (m *Memory) flush() (int, *diskBatch) {
 	m.wmu.Lock()
 	defer m.wmu.Unlock()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	var b *diskBatch
+	if m.disk != nil {
+		b = m.disk.submit(diskOp{flush: true})
+	}
 	n := m.lru.Len()
 	m.lru.Purge() // reports each entry as an eviction, which untags it
 	m.evicted, m.evictedRecs = nil, nil
@@ -83,7 +122,7 @@ func (m *Memory) Flush(context.Context) (int, error) {
 	// Search still walking an old graph finds no live entry in the LRU.
 	m.parts = make(map[string]vectorIndex)
 	m.tags = make(map[string]map[string]struct{})
-	return n, nil
+	return n, b
 }
 
 // TagLen returns the number of distinct tags in use; the tests use it to

@@ -54,26 +54,22 @@ func NamespaceTag(tenant, namespace string) string {
 // TTL returns the configured entry lifetime (Config.TTL after defaults).
 func (c *Cache) TTL() time.Duration { return c.cfg.TTL }
 
-// tagsKey is the context key of WithEntryTags.
-type tagsKey struct{}
-
 // WithEntryTags returns ctx carrying the full list of tags (the request's
 // and its namespace tag) that the caller gives the entry a request stores
 // (with TagEntry, after DoWith or StoreAnswer return). The cache needs them
 // when it stores that request's answer again later, off the request path:
 // an adaptive-policy verification that finds the cached neighbour wrong
 // re-stores the fresh answer with its vector, which replaces the entry and
-// drops its tags, so the cache tags it again with these. tags must not be
-// modified afterwards.
+// drops its tags, so the cache tags it again with these. The store's Set
+// sees them too (index.WithTags): the memory backend stores the entry with
+// its tags at once, in the same durable write, so that no crash leaves it
+// out of reach of an invalidation. tags must not be modified afterwards.
 func WithEntryTags(ctx context.Context, tags []string) context.Context {
-	return context.WithValue(ctx, tagsKey{}, tags)
+	return index.WithTags(ctx, tags)
 }
 
 // entryTags returns the tags of WithEntryTags, or nil.
-func entryTags(ctx context.Context) []string {
-	tags, _ := ctx.Value(tagsKey{}).([]string)
-	return tags
-}
+func entryTags(ctx context.Context) []string { return index.TagsFrom(ctx) }
 
 // TagEntry records that the entry under key (Result.Key of a stored miss)
 // carries tags, for DeleteTag. ttl (> 0) must be at least the entry's

@@ -137,7 +137,10 @@ type Snapshot struct {
 	Entries      int     `json:"entries"`  // -1 when the store could not count
 	// StoreBytes is what the entries count against the memory backend's
 	// byte bound (--max-bytes); -1 on stores that do not report it.
-	StoreBytes            int64   `json:"store_bytes"`
+	StoreBytes int64 `json:"store_bytes"`
+	// StoreDiskBytes is the size in bytes of the memory backend's store
+	// file in its data directory (--data-dir); -1 without one.
+	StoreDiskBytes        int64   `json:"store_disk_bytes"`
 	UpstreamCalls         int64   `json:"upstream_calls"`
 	UpstreamErrors        int64   `json:"upstream_errors"`
 	LookupErrors          int64   `json:"lookup_errors"`
@@ -257,9 +260,12 @@ func (c *Cache) Snapshot(ctx context.Context) Snapshot {
 		n = -1
 	}
 	out.Entries = n
-	out.StoreBytes = -1
+	out.StoreBytes, out.StoreDiskBytes = -1, -1
 	if b, ok := c.store.(interface{ Bytes() int64 }); ok {
 		out.StoreBytes = b.Bytes()
+	}
+	if b, ok := c.store.(interface{ DiskBytes() int64 }); ok {
+		out.StoreDiskBytes = b.DiskBytes()
 	}
 	return out
 }

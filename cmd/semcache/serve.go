@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -41,32 +42,36 @@ var defaultThreshold = map[string]float64{
 
 // serveConfig is everything `semcache serve` is configured with.
 type serveConfig struct {
-	listen          string
-	upstream        string
-	upstreamKey     string // from SEMCACHE_UPSTREAM_API_KEY only
-	adminToken      string // from SEMCACHE_ADMIN_TOKEN only; empty disables the admin endpoints
-	enabled         bool
-	backend         string
-	redisURL        string
-	redisPrefix     string
-	redisPoolSize   int
-	redisTimeout    time.Duration
-	redisDialTO     time.Duration
-	redisRetries    int
-	indexKind       string
-	embedder        string
-	embedderURL     string
-	embedderModel   string
-	embedderDim     int
-	embedderKey     string // from SEMCACHE_EMBEDDER_API_KEY only
-	embedCacheSize  int
-	threshold       string // empty: the embedder's default
-	topK            int
-	ttl             time.Duration
-	maxTTL          time.Duration
-	ttlRules        string
-	pricing         string
-	maxEntries      int
+	listen         string
+	upstream       string
+	upstreamKey    string // from SEMCACHE_UPSTREAM_API_KEY only
+	adminToken     string // from SEMCACHE_ADMIN_TOKEN only; empty disables the admin endpoints
+	enabled        bool
+	backend        string
+	redisURL       string
+	redisPrefix    string
+	redisPoolSize  int
+	redisTimeout   time.Duration
+	redisDialTO    time.Duration
+	redisRetries   int
+	indexKind      string
+	embedder       string
+	embedderURL    string
+	embedderModel  string
+	embedderDim    int
+	embedderKey    string // from SEMCACHE_EMBEDDER_API_KEY only
+	embedCacheSize int
+	threshold      string // empty: the embedder's default
+	topK           int
+	ttl            time.Duration
+	maxTTL         time.Duration
+	ttlRules       string
+	pricing        string
+	maxEntries     int
+	// dataDir is the memory backend's data directory, "" for memory only;
+	// dataDirDefault reports that it is the default, not --data-dir.
+	dataDir         string
+	dataDirDefault  bool
 	maxBytes        int64
 	maxEmbedBytes   int
 	maxBodyBytes    int64
@@ -138,6 +143,7 @@ var envFlags = map[string]string{
 	"ttl-rules":             "SEMCACHE_TTL_RULES",
 	"pricing":               "SEMCACHE_PRICING",
 	"max-bytes":             "SEMCACHE_MAX_BYTES",
+	"data-dir":              "SEMCACHE_DATA_DIR",
 	"max-embed-bytes":       "SEMCACHE_MAX_EMBED_BYTES",
 	"max-entries":           "SEMCACHE_MAX_ENTRIES",
 	"max-stream-bytes":      "SEMCACHE_MAX_STREAM_BYTES",
@@ -208,6 +214,7 @@ func parseServe(args []string, getenv func(string) string, help io.Writer) (serv
 	fs.StringVar(&c.pricing, "pricing", "default", "model prices that turn tokens saved into dollars saved: default (the built-in OpenAI list prices, docs/pricing.md), none, or a JSON pricing file")
 	durationFlag(fs, &c.maxTTL, "max-ttl", 24*time.Hour, "largest entry lifetime a request (X-Semcache-TTL) or a TTL rule may give")
 	intFlag(fs, &c.maxEntries, "max-entries", 100000, "maximum entries held by the memory backend (LRU beyond)")
+	fs.StringVar(&c.dataDir, "data-dir", "", "memory backend: directory where entries are kept across restarts (none: memory only); default $XDG_STATE_HOME/semcache or ~/.local/state/semcache")
 	intFlag(fs, &c.maxEmbedBytes, "max-embed-bytes", semantic.DefaultMaxEmbedBytes, "longest question, in bytes, embedded for the semantic tier; longer ones use the exact tier only")
 	int64Flag(fs, &c.maxBytes, "max-bytes", 1<<30, "bytes the memory backend's entries may hold (answers, keys, vectors; LRU beyond; 0: no byte bound)")
 	int64Flag(fs, &c.maxStreamBytes, "max-stream-bytes", 4<<20, "largest streamed answer recorded for the cache, in bytes of the event stream; longer ones are relayed but not stored")
@@ -282,7 +289,29 @@ func parseServe(args []string, getenv func(string) string, help io.Writer) (serv
 	c.embedderKey = getenv("SEMCACHE_EMBEDDER_API_KEY")
 	c.adminToken = getenv("SEMCACHE_ADMIN_TOKEN")
 	c.judgeLLMKey = getenv("SEMCACHE_JUDGE_LLM_API_KEY")
+	c.resolveDataDir(getenv)
 	return c, c.validate()
+}
+
+// resolveDataDir decides where the memory backend keeps its entries:
+// --data-dir when given ("none", or an empty flag value, for memory only),
+// else the default for a user's local daemon state, per the XDG Base
+// Directory spec: $XDG_STATE_HOME/semcache, or $HOME/.local/state/semcache;
+// with neither variable set (as in the tests, which pass an empty
+// environment), memory only. The Redis backend has no data directory.
+func (c *serveConfig) resolveDataDir(getenv func(string) string) {
+	switch {
+	case c.backend != "memory":
+		c.dataDir = ""
+	case c.given["data-dir"]:
+		if c.dataDir == "none" {
+			c.dataDir = ""
+		}
+	case getenv("XDG_STATE_HOME") != "":
+		c.dataDir, c.dataDirDefault = filepath.Join(getenv("XDG_STATE_HOME"), "semcache"), true
+	case getenv("HOME") != "":
+		c.dataDir, c.dataDirDefault = filepath.Join(getenv("HOME"), ".local", "state", "semcache"), true
+	}
 }
 
 func (c *serveConfig) validate() error {
@@ -506,7 +535,7 @@ func (c *serveConfig) validatePolicy() error {
 // --backend memory only.
 var (
 	redisFlags  = []string{"redis-url", "redis-prefix", "redis-pool-size", "redis-timeout", "redis-dial-timeout", "redis-max-retries"}
-	memoryFlags = []string{"index", "max-entries", "max-bytes"}
+	memoryFlags = []string{"index", "max-entries", "max-bytes", "data-dir"}
 )
 
 // validListen checks that addr is a host:port net.Listen can be asked for:
@@ -797,12 +826,36 @@ func (c *serveConfig) newStore(ctx context.Context, emb semantic.Embedder, log *
 		}
 		return r, nil
 	}
-	m, err := index.NewMemory(index.MemoryConfig{
+	mcfg := index.MemoryConfig{
 		Dim: emb.Dim(), MaxEntries: c.maxEntries, MaxBytes: c.maxBytes, Index: c.indexKind,
 		HNSW: index.HNSWConfig{M: c.hnswM, EfConstruction: c.hnswEfConstr, EfSearch: c.hnswEfRuntime},
-	})
+		Dir:  c.dataDir, Fingerprint: emb.Fingerprint(),
+	}
+	start := time.Now()
+	m, err := index.NewMemory(mcfg)
+	switch {
+	case errors.Is(err, index.ErrStoreInUse) && c.dataDirDefault:
+		// Only the default: a second instance started without
+		// --data-dir (another port, a test run) still starts, without
+		// durability, and says so. A directory the operator named is
+		// never shared.
+		log.Warn("the default data directory is in use by another semcache serve: this one keeps its cache in memory only; give --data-dir for one of its own", "data_dir", c.dataDir)
+		mcfg.Dir = ""
+		m, err = index.NewMemory(mcfg)
+	case errors.Is(err, index.ErrStoreInUse):
+		return nil, badSetting("--data-dir %s: %w: another semcache serve uses it; stop it or give another --data-dir", c.dataDir, err)
+	case errors.Is(err, index.ErrIncompatibleStore):
+		return nil, badSetting("--data-dir %s: %w; start with the settings that wrote it, or give another --data-dir (this one is left as it is)", c.dataDir, err)
+	case errors.Is(err, index.ErrCorruptStore):
+		return nil, badSetting("--data-dir %s: %w; move the file away to start empty, or give another --data-dir (nothing was deleted)", c.dataDir, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("memory backend: %w", err)
+	}
+	if mcfg.Dir != "" {
+		n, _ := m.Len(ctx)
+		log.Info("data directory loaded", "data_dir", mcfg.Dir, "entries", n, "disk_bytes", m.DiskBytes(),
+			"ms", time.Since(start).Milliseconds(), "warming_scopes", m.Warming())
 	}
 	return m, nil
 }
@@ -839,6 +892,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // formed but cannot be used (an address already in use, a model file that
 // cannot be read) is returned as a *settingError naming its flag.
 func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func(baseURL string)) error {
+	switch {
+	case cfg.backend != "memory":
+	case cfg.dataDir != "":
+		log.Info("cache kept across restarts in the data directory (--data-dir none: memory only)", "data_dir", cfg.dataDir, "default", cfg.dataDirDefault)
+	default:
+		log.Info("cache kept in memory only: it is lost when the process ends (--data-dir DIR keeps it)")
+	}
 	// First, so that a taken address stops the start before anything
 	// slower is set up.
 	ln, err := net.Listen("tcp", cfg.listen)

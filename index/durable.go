@@ -103,6 +103,12 @@ func (m *Memory) openDir() error {
 	evicted := slices.Clone(m.evicted)
 	m.evicted, m.evictedRecs = m.evicted[:0], m.evictedRecs[:0]
 	m.evictions.Add(int64(len(evicted)))
+	perScope := map[string]int{}
+	for _, l := range all {
+		if l.e.hasVector {
+			perScope[l.e.scope]++
+		}
+	}
 	for _, l := range all {
 		if r, ok := m.lru.Peek(l.key); !ok || !r.hasVector {
 			continue
@@ -114,6 +120,7 @@ func (m *Memory) openDir() error {
 				d.close()
 				return err
 			}
+			f.reserve(perScope[l.e.scope])
 			flats[l.e.scope] = f
 		}
 		if err := f.Add(l.key, l.vec); err != nil {

@@ -2,6 +2,7 @@ package index
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 )
 
@@ -141,4 +142,13 @@ func (f *Flat) vector(id string) ([]float32, bool) {
 		return nil, false
 	}
 	return append([]float32(nil), f.vecs[i*f.dim:(i+1)*f.dim]...), true
+}
+
+// reserve makes room for n more vectors, so that loading many does not
+// regrow the slab again and again.
+func (f *Flat) reserve(n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.vecs = slices.Grow(f.vecs, n*f.dim)
+	f.ids = slices.Grow(f.ids, n)
 }

@@ -174,6 +174,7 @@ func New(cfg Config, cache *semantic.Cache) (*Server, error) {
 					pr.Out.Header.Del(k) // the cache's own controls stay here
 				}
 			}
+			pr.Out.Header.Del("Cache-Control") // a control of this cache too
 			s.setAuth(pr.Out.Header, pr.In.Header, strings.HasPrefix(pr.In.URL.Path, "/openai/"))
 		},
 		FlushInterval: -1, // flush every write: SSE must not be buffered

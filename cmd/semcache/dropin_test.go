@@ -472,6 +472,24 @@ func TestHeadersReachTheUpstream(t *testing.T) {
 	if r.cache() != "MISS" {
 		t.Errorf("another X-Tenant-Region (--scope-headers): %s, want MISS", r.cache())
 	}
+
+	// A BYPASS forwards the same end-to-end headers and drops the same
+	// controls.
+	bh := append([]string{"X-Semcache-Mode", "off"}, h...)
+	if r := send(t, base+"/v1/chat/completions", body, bh...); r.cache() != "BYPASS" {
+		t.Fatalf("bypass: %s", r.cache())
+	}
+	got = up.last().Header
+	for _, k := range []string{"OpenAI-Beta", "X-Custom-Thing", "traceparent"} {
+		if got.Get(k) == "" {
+			t.Errorf("bypass: upstream lacks %s", k)
+		}
+	}
+	for _, k := range []string{"X-Semcache-Mode", "X-Semcache-TTL", "Cache-Control", "X-Hop"} {
+		if v := got.Get(k); v != "" {
+			t.Errorf("bypass: upstream got %s: %q, want it removed", k, v)
+		}
+	}
 }
 
 // TestStoredStreamsCarryUsage: a streamed miss whose client did not ask

@@ -238,8 +238,8 @@ func openDisk(dir string, dim int, fp string) (d *disk, err error) {
 		return nil, fmt.Errorf("%w: %s is locked", ErrStoreInUse, path)
 	case errors.Is(err, bolt.ErrInvalid), errors.Is(err, bolt.ErrChecksum), errors.Is(err, bolt.ErrVersionMismatch):
 		return nil, fmt.Errorf("%w: %s: %v", ErrCorruptStore, path, err)
-	case err != nil:
-		return nil, fmt.Errorf("%w: %s: %v", ErrCorruptStore, path, err)
+	case err != nil: // e.g. permissions: the file is not known to be damaged
+		return nil, fmt.Errorf("index: data directory: %w", err)
 	}
 	d = &disk{db: db, path: path, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	if err := d.checkMeta(dim, fp); err != nil {

@@ -849,6 +849,9 @@ func (c *serveConfig) newStore(ctx context.Context, emb semantic.Embedder, log *
 	case errors.Is(err, index.ErrCorruptStore):
 		return nil, badSetting("--data-dir %s: %w; move the file away to start empty, or give another --data-dir (nothing was deleted)", c.dataDir, err)
 	}
+	if err != nil && mcfg.Dir != "" { // e.g. a directory it may not create or write
+		return nil, badSetting("--data-dir %s: %w", c.dataDir, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("memory backend: %w", err)
 	}

@@ -48,6 +48,9 @@ function startServer(bin) {
         '--sim-latency', '0s',
         '--sim-per-token-latency', '0s',
         '--log-format', 'text',
+        // Memory only: a test starts from an empty cache and leaves
+        // nothing in the user's default data directory.
+        '--data-dir', 'none',
       ],
       {
         cwd: repoRoot,

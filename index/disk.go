@@ -13,6 +13,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sync/errgroup"
 )
 
 // The data directory of a durable Memory (MemoryConfig.Dir) holds one
@@ -154,16 +155,32 @@ func encodeVector(vec []float32) []byte {
 	return binary.BigEndian.AppendUint32(b, crc32.ChecksumIEEE(b))
 }
 
-// decodeVector parses a record of encodeVector of length dim.
-func decodeVector(b []byte, dim int) ([]float32, error) {
+// decodeVectorInto parses a record of encodeVector of length dim into dst
+// (len dim) and normalises it in place. A record whose CRC or length is
+// wrong fails with errRecord; one that holds a zero, NaN or infinite
+// vector (which Set never stores) with ErrInvalidVector.
+func decodeVectorInto(dst []float32, b []byte, dim int) error {
 	if len(b) != 4*dim+4 || crc32.ChecksumIEEE(b[:4*dim]) != binary.BigEndian.Uint32(b[4*dim:]) {
-		return nil, errRecord
+		return errRecord
 	}
-	vec := make([]float32, dim)
-	for i := range vec {
-		vec[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	var sum float64
+	for i := range dst {
+		x := math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+		f := float64(x)
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			return fmt.Errorf("%w: component %d is %v", ErrInvalidVector, i, x)
+		}
+		sum += f * f
+		dst[i] = x
 	}
-	return vec, nil
+	if sum == 0 {
+		return fmt.Errorf("%w: zero norm", ErrInvalidVector)
+	}
+	inv := 1 / math.Sqrt(sum)
+	for i, x := range dst {
+		dst[i] = float32(float64(x) * inv)
+	}
+	return nil
 }
 
 // diskOp is one change to the store file. Exactly one of its forms is used:
@@ -251,54 +268,25 @@ func openDisk(dir string, dim int, fp string) (d *disk, err error) {
 }
 
 // checkMeta verifies the file against its size and checks its format,
-// dimension and fingerprint, writing them into a new store.
+// dimension and fingerprint in a read transaction; only a new store (no
+// meta bucket, no entries) is written to, to record them. The full page
+// check runs in load.
 func (d *disk) checkMeta(dim int, fp string) error {
 	st, err := os.Stat(d.path)
 	if err != nil {
 		return fmt.Errorf("index: data directory: %w", err)
 	}
+	fresh := false
 	err = d.db.View(func(tx *bolt.Tx) error {
 		if tx.Size() > st.Size() {
 			return fmt.Errorf("%w: %s: %d bytes, its last commit needs %d (truncated)", ErrCorruptStore, d.path, st.Size(), tx.Size())
 		}
-		var first error
-		for cerr := range tx.Check() { // drained: the checker runs until it is read out
-			if first == nil {
-				first = cerr
-			}
-		}
-		if first != nil {
-			return fmt.Errorf("%w: %s: %v", ErrCorruptStore, d.path, first)
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	return d.db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if meta == nil {
 			if tx.Bucket(bucketEntries) != nil {
 				return fmt.Errorf("%w: %s has entries but no format record", ErrIncompatibleStore, d.path)
 			}
-			var err error
-			if meta, err = tx.CreateBucket(bucketMeta); err != nil {
-				return err
-			}
-			for k, v := range map[string][]byte{
-				"format":      binary.AppendUvarint(nil, DiskFormat),
-				"dim":         binary.AppendUvarint(nil, uint64(dim)),
-				"fingerprint": []byte(fp),
-			} {
-				if err := meta.Put([]byte(k), v); err != nil {
-					return err
-				}
-			}
-			for _, b := range [][]byte{bucketEntries, bucketVectors} {
-				if _, err := tx.CreateBucket(b); err != nil {
-					return err
-				}
-			}
+			fresh = true
 			return nil
 		}
 		format, _ := binary.Uvarint(meta.Get([]byte("format")))
@@ -316,38 +304,135 @@ func (d *disk) checkMeta(dim int, fp string) error {
 		}
 		return nil
 	})
+	if err != nil || !fresh {
+		return err
+	}
+	return d.db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucket(bucketMeta)
+		if err != nil {
+			return err
+		}
+		for k, v := range map[string][]byte{
+			"format":      binary.AppendUvarint(nil, DiskFormat),
+			"dim":         binary.AppendUvarint(nil, uint64(dim)),
+			"fingerprint": []byte(fp),
+		} {
+			if err := meta.Put([]byte(k), v); err != nil {
+				return err
+			}
+		}
+		for _, b := range [][]byte{bucketEntries, bucketVectors} {
+			if _, err := tx.CreateBucket(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
-// load calls fn for every stored entry, with its vector (nil for an entry
-// without one), in key order. A damaged record fails with ErrCorruptStore.
-func (d *disk) load(dim int, fn func(key string, e *diskEntry, vec []float32)) (err error) {
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: %s: %v", ErrCorruptStore, d.path, r)
+// loaded is an entry read from the data directory; vec is its unit vector
+// (nil for an entry without one).
+type loaded struct {
+	key string
+	e   *diskEntry
+	vec []float32
+}
+
+// loadChunk is the number of vectors decoded into one allocation.
+const loadChunk = 4096
+
+// load reads every stored entry with its unit vector, in key order, and
+// returns them with the keys to delete from the file: vectors without an
+// entry, and entries whose vector is invalid (neither can be served). It
+// runs three passes concurrently, each in its own read transaction of the
+// same snapshot (nothing writes before load returns): bbolt's page check
+// of the whole file (Tx.Check), the entries and the vectors. A damaged
+// page or record fails with ErrCorruptStore and nothing is written.
+func (d *disk) load(dim int) (all []loaded, drop []string, err error) {
+	var g errgroup.Group
+	// view runs fn in a read transaction on its own goroutine, turning a
+	// fault on a damaged mapping into ErrCorruptStore (SetPanicOnFault is
+	// per goroutine).
+	view := func(fn func(tx *bolt.Tx) error) {
+		g.Go(func() (err error) {
+			defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+			defer func() {
+				if r := recover(); r != nil {
+					err = fmt.Errorf("%w: %s: %v", ErrCorruptStore, d.path, r)
+				}
+			}()
+			return d.db.View(fn)
+		})
+	}
+	view(func(tx *bolt.Tx) error {
+		var first error
+		for cerr := range tx.Check() { // drained: the checker runs until it is read out
+			if first == nil {
+				first = cerr
+			}
 		}
-	}()
-	return d.db.View(func(tx *bolt.Tx) error {
-		vecs := tx.Bucket(bucketVectors)
+		if first != nil {
+			return fmt.Errorf("%w: %s: %v", ErrCorruptStore, d.path, first)
+		}
+		return nil
+	})
+	view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketEntries).ForEach(func(k, v []byte) error {
 			e, err := decodeEntry(v)
 			if err != nil {
 				return fmt.Errorf("%w: %s: entry %q: %v", ErrCorruptStore, d.path, k, err)
 			}
-			var vec []float32
-			if e.hasVector {
-				raw := vecs.Get(k)
-				if raw == nil {
-					return fmt.Errorf("%w: %s: entry %q has no vector", ErrCorruptStore, d.path, k)
-				}
-				if vec, err = decodeVector(raw, dim); err != nil {
-					return fmt.Errorf("%w: %s: vector of %q: %v", ErrCorruptStore, d.path, k, err)
-				}
-			}
-			fn(string(k), e, vec)
+			all = append(all, loaded{key: string(k), e: e})
 			return nil
 		})
 	})
+	var vkeys []string
+	var vecs [][]float32 // vecs[i] is vkeys[i]'s vector, nil when invalid
+	view(func(tx *bolt.Tx) error {
+		var chunk []float32
+		return tx.Bucket(bucketVectors).ForEach(func(k, v []byte) error {
+			if len(chunk) < dim {
+				chunk = make([]float32, loadChunk*dim)
+			}
+			vec := chunk[:dim:dim]
+			switch err := decodeVectorInto(vec, v, dim); {
+			case errors.Is(err, ErrInvalidVector):
+				vec = nil
+			case err != nil:
+				return fmt.Errorf("%w: %s: vector of %q: %v", ErrCorruptStore, d.path, k, err)
+			default:
+				chunk = chunk[dim:]
+			}
+			vkeys, vecs = append(vkeys, string(k)), append(vecs, vec)
+			return nil
+		})
+	})
+	if err := g.Wait(); err != nil {
+		return nil, nil, err
+	}
+	// Both passes are in key order: match them up.
+	j := 0
+	live := all[:0]
+	for _, l := range all {
+		for ; j < len(vkeys) && vkeys[j] < l.key; j++ {
+			drop = append(drop, vkeys[j]) // a vector without its entry
+		}
+		if l.e.hasVector {
+			if j == len(vkeys) || vkeys[j] != l.key {
+				return nil, nil, fmt.Errorf("%w: %s: entry %q has no vector", ErrCorruptStore, d.path, l.key)
+			}
+			if l.vec = vecs[j]; l.vec == nil {
+				drop = append(drop, l.key) // cannot be indexed: not served
+				j++
+				continue
+			}
+			j++
+		} else if j < len(vkeys) && vkeys[j] == l.key {
+			j++ // a stray vector of an entry without one: never read
+		}
+		live = append(live, l)
+	}
+	return live, append(drop, vkeys[j:]...), nil
 }
 
 // submit queues op behind every operation submitted before it and returns

@@ -3,7 +3,6 @@ package index
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 )
 
@@ -41,13 +40,6 @@ func (r *memRecord) disk() *diskEntry {
 	return &diskEntry{seq: r.seq, scope: r.scope, expiresAt: r.expiresAt, hasVector: r.hasVector, tags: r.tags, value: r.value}
 }
 
-// loaded is an entry read from the data directory.
-type loaded struct {
-	key string
-	e   *diskEntry
-	vec []float32
-}
-
 // openDir opens the data directory and loads its live entries, oldest
 // first, so that the LRU ranks them by the order they were stored and the
 // MaxEntries and MaxBytes bounds hold (the oldest are evicted, from the file
@@ -59,26 +51,21 @@ func (m *Memory) openDir() error {
 	if err != nil {
 		return err
 	}
-	var all []loaded
-	var drop []string
-	now := m.cfg.Now()
-	err = d.load(m.cfg.Dim, func(key string, e *diskEntry, vec []float32) {
-		if !now.Before(e.expiresAt) {
-			drop = append(drop, key)
-			return
-		}
-		if e.hasVector {
-			if _, err := Normalize(vec); err != nil {
-				drop = append(drop, key) // cannot be indexed: not served
-				return
-			}
-		}
-		all = append(all, loaded{key, e, vec})
-	})
+	all, drop, err := d.load(m.cfg.Dim)
 	if err != nil {
 		d.close()
 		return err
 	}
+	now := m.cfg.Now()
+	live := all[:0]
+	for _, l := range all {
+		if !now.Before(l.e.expiresAt) {
+			drop = append(drop, l.key)
+			continue
+		}
+		live = append(live, l)
+	}
+	all = live
 	slices.SortFunc(all, func(a, b loaded) int {
 		switch {
 		case a.e.seq < b.e.seq:
@@ -88,7 +75,6 @@ func (m *Memory) openDir() error {
 		}
 		return 0
 	})
-	flats := map[string]*Flat{}
 	m.mu.Lock()
 	for _, l := range all {
 		rec := &memRecord{scope: l.e.scope, value: l.e.value, expiresAt: l.e.expiresAt, hasVector: l.e.hasVector, seq: l.e.seq, tags: l.e.tags}
@@ -103,44 +89,27 @@ func (m *Memory) openDir() error {
 	evicted := slices.Clone(m.evicted)
 	m.evicted, m.evictedRecs = m.evicted[:0], m.evictedRecs[:0]
 	m.evictions.Add(int64(len(evicted)))
-	perScope := map[string]int{}
+	byScope := map[string][]loaded{}
 	for _, l := range all {
-		if l.e.hasVector {
-			perScope[l.e.scope]++
+		if r, ok := m.lru.Peek(l.key); ok && r.hasVector {
+			byScope[l.e.scope] = append(byScope[l.e.scope], l)
 		}
 	}
-	for _, l := range all {
-		if r, ok := m.lru.Peek(l.key); !ok || !r.hasVector {
-			continue
-		}
-		f := flats[l.e.scope]
-		if f == nil {
-			if f, err = NewFlat(m.cfg.Dim); err != nil {
+	for scope, ls := range byScope {
+		var g *HNSW
+		if m.cfg.Index != "flat" {
+			if g, err = NewHNSW(m.cfg.HNSW); err != nil {
 				m.mu.Unlock()
 				d.close()
 				return err
 			}
-			f.reserve(perScope[l.e.scope])
-			flats[l.e.scope] = f
 		}
-		if err := f.Add(l.key, l.vec); err != nil {
-			m.mu.Unlock()
-			d.close()
-			return fmt.Errorf("index: loading %q: %w", l.key, err)
-		}
-	}
-	for scope, f := range flats {
-		if m.cfg.Index == "flat" {
-			m.parts[scope] = f
-			continue
-		}
-		g, err := NewHNSW(m.cfg.HNSW)
+		p, err := newWarmPart(m.cfg.Dim, ls, g)
 		if err != nil {
 			m.mu.Unlock()
 			d.close()
 			return err
 		}
-		p := newWarmPart(f, g)
 		m.parts[scope] = p
 		m.warming.Add(1)
 		m.warmWG.Add(1)

@@ -78,12 +78,15 @@ func TestDurableReopen(t *testing.T) {
 					t.Errorf("%s: Search(s2) = %v, want z", when, nn)
 				}
 			}
-			check("while the graphs build")
+			// While the parts fill, a search sees a subset, never another id.
+			if nn, err := m.Search(context.Background(), "s1", memXY, 2); err != nil || len(nn) > 2 || (len(nn) > 0 && nn[0].ID != "x" && nn[0].ID != "y") {
+				t.Errorf("while the parts fill: Search(s1) = %v, %v", nn, err)
+			}
 			m.warmWG.Wait()
 			if m.Warming() != 0 {
 				t.Errorf("Warming() = %d after the builds", m.Warming())
 			}
-			check("after the graphs are built")
+			check("after the parts are filled and the graphs built")
 			for _, tc := range []struct {
 				tag  string
 				want int
@@ -323,5 +326,69 @@ func TestDurableConcurrentSets(t *testing.T) {
 				t.Errorf("%s after a restart: %q", k, got)
 			}
 		}
+	}
+}
+
+// TestWarmPartFill checks the fill of a loaded part: a vector added or
+// deleted before the fill reaches it is not brought back by the fill, the
+// others are filled in, and, for the HNSW kind, searches move to the graph.
+func TestWarmPartFill(t *testing.T) {
+	unit := func(v []float32) []float32 {
+		u, err := Normalize(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	for _, kind := range memKinds {
+		t.Run(kind, func(t *testing.T) {
+			var g *HNSW
+			if kind != "flat" {
+				var err error
+				if g, err = NewHNSW(HNSWConfig{Dim: 3}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var pending []loaded
+			for i := range 3*warmFillBatch + 5 {
+				pending = append(pending, loaded{key: fmt.Sprintf("k%d", i), vec: unit([]float32{1, float32(i%61) / 60, float32(i/61) / 60})})
+			}
+			p, err := newWarmPart(3, pending, g)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Len() != len(pending) {
+				t.Errorf("Len before the fill = %d, want %d (pending counts)", p.Len(), len(pending))
+			}
+			// Replaced and deleted before the fill reaches them.
+			if err := p.Add("k2000", []float32{0, 0, -1}); err != nil {
+				t.Fatal(err)
+			}
+			p.Delete("k3000")
+			p.build(make(chan struct{}))
+			if p.Len() != len(pending)-1 {
+				t.Errorf("Len after the fill = %d, want %d", p.Len(), len(pending)-1)
+			}
+			if kind != "flat" && !p.Ready() {
+				t.Error("the graph is not ready after build")
+			}
+			nn, err := p.Search([]float32{0, 0, -1}, 1)
+			if err != nil || len(nn) != 1 || nn[0].ID != "k2000" || nn[0].Similarity < 0.999 {
+				t.Errorf("Search(k2000's new vector) = %v, %v: the fill brought back its old vector", nn, err)
+			}
+			has := func(id string) bool {
+				if g != nil {
+					return g.Has(id)
+				}
+				_, ok := p.flat.vector(id)
+				return ok
+			}
+			if has("k3000") {
+				t.Error("the fill brought back the deleted k3000")
+			}
+			if !has("k0") || !has(fmt.Sprintf("k%d", len(pending)-1)) {
+				t.Error("the fill left out loaded vectors")
+			}
+		})
 	}
 }

@@ -152,3 +152,13 @@ func (f *Flat) reserve(n int) {
 	f.vecs = slices.Grow(f.vecs, n*f.dim)
 	f.ids = slices.Grow(f.ids, n)
 }
+
+// appendUnit adds the unit vector vec (validated and normalised by
+// disk.load) under id, which the index does not hold.
+func (f *Flat) appendUnit(id string, vec []float32) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.slots[id] = len(f.ids)
+	f.ids = append(f.ids, id)
+	f.vecs = append(f.vecs, vec...)
+}

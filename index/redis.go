@@ -73,6 +73,14 @@ type RedisConfig struct {
 	// empty or flushed). 0 means one second; negative turns the breaker off
 	// and retries the index on every Search.
 	RetryInterval time.Duration
+	// IndexCheckInterval is how often a background check reads the
+	// index's hash_indexing_failures (see CheckIndexing); 0 means 10 s,
+	// negative turns the check off.
+	IndexCheckInterval time.Duration
+	// OnIndexingFailures, when not nil, is called by the check with the
+	// rise of hash_indexing_failures and the total since start (the proxy
+	// logs it). It must not block.
+	OnIndexingFailures func(rise, total int64)
 }
 
 // Redis is semcache's shared backend: exact entries as string keys with a
@@ -96,6 +104,14 @@ type Redis struct {
 	mu      sync.Mutex
 	ready   bool
 	lastTry time.Time
+
+	// watchMu guards the last hash_indexing_failures seen (CheckIndexing).
+	watchMu       sync.Mutex
+	watchSeen     bool
+	watchLast     int64
+	indexFailures atomic.Int64
+	stopWatch     chan struct{}
+	closeOnce     sync.Once
 }
 
 // NewRedis connects to cfg.URL and verifies or creates the index. An
@@ -162,6 +178,11 @@ func NewRedis(ctx context.Context, cfg RedisConfig) (*Redis, error) {
 	if err := r.ensureIndex(ctx); err != nil && errors.Is(err, ErrIndexSchema) {
 		r.rdb.Close()
 		return nil, err
+	}
+	r.stopWatch = make(chan struct{})
+	if iv := orDefault(cfg.IndexCheckInterval, 10*time.Second); iv > 0 {
+		_, _ = r.CheckIndexing(ctx) // the starting count
+		go r.watchIndexing(iv, r.stopWatch)
 	}
 	return r, nil
 }
@@ -249,49 +270,6 @@ func (r *Redis) ensureIndex(ctx context.Context) error {
 	r.ready = true
 	r.mu.Unlock()
 	return nil
-}
-
-// verifyIndex checks that the existing index has a TAG field "scope" and a
-// VECTOR field "vector" of dimension Dim with the COSINE metric. FT.INFO of
-// RediSearch 2.6 does not report a vector field's dimension or metric, so
-// where it leaves them out the dimension is checked by a probe: a KNN query
-// (LIMIT 0 0) with a vector of length Dim, which the server refuses with a
-// reply error (not a connection error) when the lengths differ.
-func (r *Redis) verifyIndex(ctx context.Context) error {
-	info, err := r.rdb.FTInfo(ctx, r.indexName).Result()
-	if err != nil {
-		return fmt.Errorf("%w: FT.INFO %s: %v", ErrIndexNotReady, r.indexName, err)
-	}
-	var haveScope, haveVector bool
-	for _, a := range info.Attributes {
-		switch a.Attribute {
-		case "scope":
-			haveScope = strings.EqualFold(a.Type, "TAG")
-		case "vector":
-			haveVector = strings.EqualFold(a.Type, "VECTOR")
-			if (a.Dim != 0 && a.Dim != r.cfg.Dim) || (a.DistanceMetric != "" && !strings.EqualFold(a.DistanceMetric, "COSINE")) {
-				return fmt.Errorf("%w: %s has a vector field of dim %d, metric %s; want dim %d, COSINE",
-					ErrIndexSchema, r.indexName, a.Dim, a.DistanceMetric, r.cfg.Dim)
-			}
-		}
-	}
-	if !haveScope || !haveVector {
-		return fmt.Errorf("%w: %s lacks a TAG field scope or a VECTOR field vector", ErrIndexSchema, r.indexName)
-	}
-	probe := make([]float32, r.cfg.Dim)
-	probe[0] = 1
-	_, err = r.rdb.FTSearchWithArgs(ctx, r.indexName, "*=>[KNN 1 @vector $vec AS distance]", &redis.FTSearchOptions{
-		Params: map[string]any{"vec": float32Bytes(probe)}, CountOnly: true, DialectVersion: 2,
-	}).Result()
-	var replyErr redis.Error
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &replyErr):
-		return fmt.Errorf("%w: %s refuses a %d-dimensional query vector: %v", ErrIndexSchema, r.indexName, r.cfg.Dim, err)
-	default:
-		return fmt.Errorf("%w: probe %s: %v", ErrIndexNotReady, r.indexName, err)
-	}
 }
 
 func (r *Redis) exactKey(key string) string  { return r.cfg.Prefix + "e:" + key }
@@ -524,8 +502,12 @@ func globEscape(s string) string {
 // Ping checks that the server answers.
 func (r *Redis) Ping(ctx context.Context) error { return r.rdb.Ping(ctx).Err() }
 
-// Close closes the connections. It deletes nothing.
-func (r *Redis) Close() error { return r.rdb.Close() }
+// Close stops the background indexing check and closes the connections.
+// It deletes nothing.
+func (r *Redis) Close() error {
+	r.closeOnce.Do(func() { close(r.stopWatch) })
+	return r.rdb.Close()
+}
 
 // float32Bytes encodes v as little-endian FLOAT32, RediSearch's vector blob.
 func float32Bytes(v []float32) []byte {

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -803,7 +804,11 @@ type store interface {
 }
 
 // newStore builds the configured backend for the embedder's vector space.
-func (c *serveConfig) newStore(ctx context.Context, emb semantic.Embedder, log *slog.Logger) (store, error) {
+//
+// On Redis, vector hashes the index fails to index (hash_indexing_failures
+// rising) are logged and counted as store errors in stats, the stats set
+// into indexFailures once the cache exists.
+func (c *serveConfig) newStore(ctx context.Context, emb semantic.Embedder, log *slog.Logger, indexFailures *atomic.Pointer[semantic.Stats]) (store, error) {
 	if c.backend == "redis" {
 		retries := c.redisRetries
 		if retries == 0 {
@@ -814,6 +819,12 @@ func (c *serveConfig) newStore(ctx context.Context, emb semantic.Embedder, log *
 			M: c.hnswM, EfConstruction: c.hnswEfConstr, EfRuntime: c.hnswEfRuntime,
 			PoolSize: c.redisPoolSize, DialTimeout: c.redisDialTO, ReadTimeout: c.redisTimeout, WriteTimeout: c.redisTimeout,
 			MaxRetries: retries,
+			OnIndexingFailures: func(rise, total int64) {
+				log.Warn("redis: vector hashes failed to index (hash_indexing_failures rose): the semantic tier cannot find them; check the index schema and the vectors", "index_failures", rise, "since_start", total)
+				if s := indexFailures.Load(); s != nil {
+					s.StoreErrors.Add(rise)
+				}
+			},
 		})
 		if errors.Is(err, index.ErrIndexSchema) {
 			return nil, badSetting("--redis-prefix %q: %w: it was created with other --embedder or --hnsw-* settings; keep them, or use another --redis-prefix", c.redisPrefix, err)
@@ -937,7 +948,8 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func
 	if cfg.threshold == "" && cfg.policy == "static" && cfg.embedder == "local" && emb.Dim() != 384 {
 		log.Warn("the local embedder's default threshold was measured at 384 dimensions; measure yours with `semcache bench tune`", "dim", emb.Dim(), "threshold", cfg.thresholdValue())
 	}
-	store, err := cfg.newStore(ctx, emb, log)
+	var indexFailures atomic.Pointer[semantic.Stats]
+	store, err := cfg.newStore(ctx, emb, log, &indexFailures)
 	if err != nil {
 		return err
 	}
@@ -965,6 +977,7 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func
 	if err != nil {
 		return err
 	}
+	indexFailures.Store(cache.Stats())
 	defer cache.Close() // after the server has stopped: drops unfinished verifications
 	srv, err := api.New(api.Config{
 		Upstream: upstream, UpstreamAPIKey: cfg.upstreamKey, SharedNamespace: cfg.namespace,

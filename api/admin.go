@@ -17,18 +17,22 @@ import (
 	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
+	"github.com/semcache/semcache/index"
 	"github.com/semcache/semcache/semantic"
 )
 
 // The admin endpoints invalidate cached answers. They exist only when
 // Config.AdminToken is set (otherwise they are 404) and require
 // "Authorization: Bearer <AdminToken>" (otherwise 401). Each takes and
-// returns JSON; each answers {"deleted": n}.
+// returns JSON; the deleting ones answer {"deleted": n}, the index
+// endpoints as their doc comments say.
 //
 //	DELETE /api/v1/cache/entries/{key}  one entry, by its X-Semcache-Key
 //	POST   /api/v1/cache/invalidate     {"tag": "doc:123"}, or
 //	                                    {"namespace": "support", "api_key": "sk-..."}
 //	POST   /api/v1/cache/flush          every entry of this cache
+//	GET    /api/v1/cache/indexes        the store's vector indexes (Redis)
+//	POST   /api/v1/cache/indexes/drop-stale  drop other fingerprints' indexes
 //
 // A namespace belongs to a tenant: the client's API key, given in api_key
 // and hashed exactly as the proxy hashes request tokens (it is never stored
@@ -78,6 +82,52 @@ func (s *Server) routeAdmin(e *echo.Echo) {
 	e.DELETE("/api/v1/cache/entries/:key", s.deleteEntry, auth)
 	e.POST("/api/v1/cache/invalidate", s.invalidate, auth)
 	e.POST("/api/v1/cache/flush", s.flush, auth)
+	e.GET("/api/v1/cache/indexes", s.indexes, auth)
+	e.POST("/api/v1/cache/indexes/drop-stale", s.dropStaleIndexes, auth)
+}
+
+// indexList is the answer of GET /api/v1/cache/indexes.
+type indexList struct {
+	Indexes []index.IndexInfo `json:"indexes"`
+}
+
+// indexes answers GET /api/v1/cache/indexes: the store's vector indexes
+// under its prefix, {"indexes": [{"name", "fingerprint", "docs",
+// "memory_mb", "current"}]}; 501 on the memory backend.
+func (s *Server) indexes(c echo.Context) error {
+	ixs, err := s.cache.Indexes(c.Request().Context())
+	if err != nil {
+		return s.adminError("indexes", err)
+	}
+	if ixs == nil {
+		ixs = []index.IndexInfo{}
+	}
+	return c.JSON(http.StatusOK, indexList{ixs})
+}
+
+// droppedIndexes is the answer of POST /api/v1/cache/indexes/drop-stale.
+type droppedIndexes struct {
+	Dropped []index.IndexInfo `json:"dropped"`
+	Deleted int               `json:"deleted"`
+}
+
+// dropStaleIndexes answers POST /api/v1/cache/indexes/drop-stale: drops
+// the indexes of other embedder fingerprints with their vector hashes,
+// {"dropped": [...], "deleted": keys}.
+func (s *Server) dropStaleIndexes(c echo.Context) error {
+	var r struct{}
+	if err := decodeAdmin(c, &r); err != nil {
+		return err
+	}
+	ixs, n, err := s.cache.DropStaleIndexes(c.Request().Context())
+	if err != nil {
+		return s.adminError("drop stale indexes", err)
+	}
+	if ixs == nil {
+		ixs = []index.IndexInfo{}
+	}
+	s.log.Info("stale indexes dropped", "indexes", len(ixs), "deleted", n)
+	return c.JSON(http.StatusOK, droppedIndexes{ixs, n})
 }
 
 // requireAdmin refuses requests without "Authorization: Bearer

@@ -415,3 +415,41 @@ func TestAdminAuthFailuresAreLimited(t *testing.T) {
 		t.Errorf("the second log line does not count the failures since the first:\n%s", logs.String())
 	}
 }
+
+func TestAdminIndexes(t *testing.T) { forEachBackend(t, testAdminIndexes) }
+
+// testAdminIndexes: on Redis the index endpoints list the cache's index
+// (current) and drop nothing when there is no stale one; on the memory
+// backend they are 501 in OpenAI's error shape; both need the token.
+func testAdminIndexes(t *testing.T) {
+	p := newAdminProxy(t, nil)
+	p.wantStatus(t, "sk-a", question, nil, "MISS")
+	if r := p.do(t, http.MethodGet, "/api/v1/cache/indexes", "", ""); r.status != http.StatusUnauthorized {
+		t.Errorf("without the token: %d", r.status)
+	}
+	list := p.do(t, http.MethodGet, "/api/v1/cache/indexes", adminToken, "")
+	drop := p.do(t, http.MethodPost, "/api/v1/cache/indexes/drop-stale", adminToken, "{}")
+	if backend != "redis" {
+		wantError(t, list, http.StatusNotImplemented)
+		wantError(t, drop, http.StatusNotImplemented)
+		return
+	}
+	var l struct {
+		Indexes []struct {
+			Name    string
+			Docs    int64
+			Current bool
+		}
+	}
+	if list.status != http.StatusOK || json.Unmarshal(list.body, &l) != nil || len(l.Indexes) != 1 || !l.Indexes[0].Current || l.Indexes[0].Docs != 1 {
+		t.Fatalf("indexes: %d %s; want one current index of 1 doc", list.status, list.body)
+	}
+	var d struct {
+		Dropped []any
+		Deleted int
+	}
+	if drop.status != http.StatusOK || json.Unmarshal(drop.body, &d) != nil || d.Dropped == nil || len(d.Dropped) != 0 || d.Deleted != 0 {
+		t.Fatalf("drop-stale: %d %s; want nothing dropped", drop.status, drop.body)
+	}
+	p.wantStatus(t, "sk-a", paraphrase, nil, "HIT") // the current index is kept
+}

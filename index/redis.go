@@ -90,9 +90,10 @@ type RedisConfig struct {
 // a STRING fit outside the vector hash (see AddObservation). Several proxies
 // pointed at one Redis share the cache.
 //
-// Redis is safe for concurrent use. It never drops an index or flushes a
-// database: start-up creates the index when it is missing and verifies it
-// when it exists; Close only closes connections.
+// Redis is safe for concurrent use. It never flushes a database, and drops
+// indexes only when asked (Flush, DropStaleIndexes): start-up creates the
+// index when it is missing and verifies it when it exists; Close only
+// closes connections.
 type Redis struct {
 	cfg       RedisConfig
 	rdb       *redis.Client
@@ -442,24 +443,36 @@ func (r *Redis) Len(ctx context.Context) (int, error) {
 	return info.NumDocs, nil
 }
 
-// Flush deletes this cache's data and nothing else: every key under Prefix
-// (found with SCAN MATCH, deleted with UNLINK in batches) and the index
-// (FT.DROPINDEX without DD). Keys of other prefixes and other databases are
-// untouched; semcache never sends FLUSHDB or FLUSHALL. It returns the
-// number of keys deleted. The index is re-created by the next Search.
+// Flush deletes this cache's data and nothing else: every index under
+// Prefix + "idx:" (its own and those of other embedder fingerprints;
+// FT.DROPINDEX without DD) and every key under Prefix (found with SCAN
+// MATCH, deleted with UNLINK in batches). Keys and indexes of other
+// prefixes and other databases are untouched; semcache never sends FLUSHDB
+// or FLUSHALL. It returns the number of keys deleted. The index is
+// re-created by the next Search or Set.
 func (r *Redis) Flush(ctx context.Context) (int, error) {
-	names, err := r.rdb.FT_List(ctx).Result()
-	if err == nil && slices.Contains(names, r.indexName) {
-		if err := r.rdb.FTDropIndex(ctx, r.indexName).Err(); err != nil {
-			return 0, fmt.Errorf("redis FT.DROPINDEX: %w", err)
+	ixs, err := r.Indexes(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for _, ix := range ixs {
+		if err := r.rdb.FTDropIndex(ctx, ix.Name).Err(); err != nil {
+			return 0, fmt.Errorf("redis FT.DROPINDEX %s: %w", ix.Name, err)
 		}
 	}
 	r.mu.Lock()
 	r.ready = false
 	r.lastTry = time.Time{}
 	r.mu.Unlock()
+	return r.unlinkMatching(ctx, globEscape(r.cfg.Prefix)+"*", nil)
+}
+
+// unlinkMatching deletes the keys SCAN MATCH pattern finds (those keep
+// accepts, all when keep is nil), with UNLINK in batches of 500, and
+// returns how many it deleted.
+func (r *Redis) unlinkMatching(ctx context.Context, pattern string, keep func(string) bool) (int, error) {
 	deleted := 0
-	iter := r.rdb.Scan(ctx, 0, globEscape(r.cfg.Prefix)+"*", 500).Iterator()
+	iter := r.rdb.Scan(ctx, 0, pattern, 500).Iterator()
 	batch := make([]string, 0, 500)
 	flush := func() error {
 		if len(batch) == 0 {
@@ -471,6 +484,9 @@ func (r *Redis) Flush(ctx context.Context) (int, error) {
 		return err
 	}
 	for iter.Next(ctx) {
+		if keep != nil && !keep(iter.Val()) {
+			continue
+		}
 		batch = append(batch, iter.Val())
 		if len(batch) == cap(batch) {
 			if err := flush(); err != nil {

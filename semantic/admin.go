@@ -126,3 +126,42 @@ func (c *Cache) Flush(ctx context.Context) (int, error) {
 	}
 	return n, nil
 }
+
+// IndexManager is implemented by stores that keep several vector indexes
+// under one prefix (index.Redis: one per embedder fingerprint).
+type IndexManager interface {
+	Indexes(ctx context.Context) ([]index.IndexInfo, error)
+	DropStaleIndexes(ctx context.Context) ([]index.IndexInfo, int, error)
+}
+
+// Indexes lists the store's vector indexes (see index.Redis.Indexes). It
+// returns an error wrapping ErrUnsupported when the store is not an
+// IndexManager (the memory backend has one index per scope, in process).
+func (c *Cache) Indexes(ctx context.Context) ([]index.IndexInfo, error) {
+	m, ok := c.store.(IndexManager)
+	if !ok {
+		return nil, fmt.Errorf("indexes: %w", ErrUnsupported)
+	}
+	out, err := m.Indexes(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("indexes: %w", err)
+	}
+	return out, nil
+}
+
+// DropStaleIndexes drops the store's indexes of other embedder
+// fingerprints with their vector hashes (see
+// index.Redis.DropStaleIndexes) and returns them and the keys deleted. It
+// returns an error wrapping ErrUnsupported when the store is not an
+// IndexManager.
+func (c *Cache) DropStaleIndexes(ctx context.Context) ([]index.IndexInfo, int, error) {
+	m, ok := c.store.(IndexManager)
+	if !ok {
+		return nil, 0, fmt.Errorf("drop stale indexes: %w", ErrUnsupported)
+	}
+	out, n, err := m.DropStaleIndexes(ctx)
+	if err != nil {
+		return out, n, fmt.Errorf("drop stale indexes: %w", err)
+	}
+	return out, n, nil
+}

@@ -3,6 +3,7 @@
 //	semcache serve [flags]   run the caching proxy
 //	semcache bench ...       threshold tuning, adaptive-policy replay, query-log replay, load
 //	semcache embedder train  train the local embedding model
+//	semcache admin indexes   list or drop the Redis backend's indexes
 //	semcache version
 package main
 
@@ -33,6 +34,7 @@ commands:
   serve     run the caching proxy (semcache serve -h for flags)
   bench     measure: bench tune, bench adaptive, bench replay, bench load
   embedder  train the local embedding model: embedder train
+  admin     talk to a running proxy: admin indexes [--drop-stale]
   version   print the version
 `
 
@@ -50,6 +52,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return benchmarks.Main(ctx, args[1:], stdout, stderr)
 	case "embedder":
 		return embedder(ctx, args[1:], stdout, stderr)
+	case "admin":
+		return admin(ctx, args[1:], os.Getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "semcache", version)
 		return 0

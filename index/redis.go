@@ -36,7 +36,8 @@ var ErrIndexNotReady = errors.New("index: RediSearch index not ready")
 // RedisConfig configures a Redis store. NewRedis copies it; zero values
 // mean the defaults on each field.
 type RedisConfig struct {
-	// URL is the server, redis://[user:password@]host:port/db; required.
+	// URL is the server, redis://[user:password@]host:port/db, or a
+	// Sentinel-managed primary (see ParseSentinelURL); required.
 	URL string
 	// Prefix starts every key and the index name this cache writes, so
 	// that several caches (or other data) can share one database and an
@@ -145,28 +146,41 @@ func NewRedis(ctx context.Context, cfg RedisConfig) (*Redis, error) {
 	if cfg.M < 2 || cfg.EfConstruction < 0 || cfg.EfRuntime < 0 {
 		return nil, fmt.Errorf("index: RedisConfig M %d, EfConstruction %d, EfRuntime %d: want M >= 2 and positive EF values", cfg.M, cfg.EfConstruction, cfg.EfRuntime)
 	}
-	opts, err := redis.ParseURL(cfg.URL)
-	if err != nil {
-		return nil, fmt.Errorf("index: RedisConfig.URL: %w", err)
-	}
-	opts.Protocol = 2 // go-redis parses FT.* replies fully only in RESP2
-	if cfg.PoolSize > 0 {
-		opts.PoolSize = cfg.PoolSize
-	}
-	opts.DialTimeout = orDefault(cfg.DialTimeout, time.Second)
-	opts.ReadTimeout = orDefault(cfg.ReadTimeout, 500*time.Millisecond)
-	opts.WriteTimeout = orDefault(cfg.WriteTimeout, 500*time.Millisecond)
+	retries := cfg.MaxRetries
 	switch {
-	case cfg.MaxRetries == 0:
-		opts.MaxRetries = 1
-	case cfg.MaxRetries < 0:
-		opts.MaxRetries = -1
-	default:
-		opts.MaxRetries = cfg.MaxRetries
+	case retries == 0:
+		retries = 1
+	case retries < 0:
+		retries = -1
+	}
+	dialTO := orDefault(cfg.DialTimeout, time.Second)
+	readTO := orDefault(cfg.ReadTimeout, 500*time.Millisecond)
+	writeTO := orDefault(cfg.WriteTimeout, 500*time.Millisecond)
+	var newClient func() *redis.Client
+	if strings.HasPrefix(cfg.URL, SentinelScheme+"://") {
+		fo, err := ParseSentinelURL(cfg.URL)
+		if err != nil {
+			return nil, fmt.Errorf("index: RedisConfig.URL: %w", err)
+		}
+		fo.Protocol = 2 // go-redis parses FT.* replies fully only in RESP2
+		fo.PoolSize = cfg.PoolSize
+		fo.DialTimeout, fo.ReadTimeout, fo.WriteTimeout, fo.MaxRetries = dialTO, readTO, writeTO, retries
+		newClient = func() *redis.Client { return redis.NewFailoverClient(fo) }
+	} else {
+		opts, err := redis.ParseURL(cfg.URL)
+		if err != nil {
+			return nil, fmt.Errorf("index: RedisConfig.URL: %w", err)
+		}
+		opts.Protocol = 2 // go-redis parses FT.* replies fully only in RESP2
+		if cfg.PoolSize > 0 {
+			opts.PoolSize = cfg.PoolSize
+		}
+		opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout, opts.MaxRetries = dialTO, readTO, writeTO, retries
+		newClient = func() *redis.Client { return redis.NewClient(opts) }
 	}
 	quietRedisLog.Do(func() { redis.SetLogger(discardRedisLog{}) })
 	name := sanitizeName(cfg.Fingerprint)
-	rdb := redis.NewClient(opts)
+	rdb := newClient()
 	if cfg.RetryInterval > 0 {
 		rdb.AddHook(&breaker{window: cfg.RetryInterval})
 	}

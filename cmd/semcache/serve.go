@@ -333,11 +333,17 @@ func (c *serveConfig) validate() error {
 				return fmt.Errorf("--%s applies only to --backend memory (the backend is redis)", f)
 			}
 		}
-		if !strings.HasPrefix(c.redisURL, "redis://") && !strings.HasPrefix(c.redisURL, "rediss://") {
-			return fmt.Errorf("--redis-url %q: want redis://host:port/db", redactURL(c.redisURL))
-		}
-		if _, err := redis.ParseURL(c.redisURL); err != nil {
-			return fmt.Errorf("--redis-url %q: want redis://host:port/db", redactURL(c.redisURL))
+		if strings.HasPrefix(c.redisURL, index.SentinelScheme+"://") {
+			if _, err := index.ParseSentinelURL(c.redisURL); err != nil {
+				return fmt.Errorf("--redis-url %q: %v", redactURL(c.redisURL), err)
+			}
+		} else {
+			if !strings.HasPrefix(c.redisURL, "redis://") && !strings.HasPrefix(c.redisURL, "rediss://") {
+				return fmt.Errorf("--redis-url %q: want redis://host:port/db or redis-sentinel://host:port,host:port/master/db", redactURL(c.redisURL))
+			}
+			if _, err := redis.ParseURL(c.redisURL); err != nil {
+				return fmt.Errorf("--redis-url %q: want redis://host:port/db", redactURL(c.redisURL))
+			}
 		}
 		if c.redisTimeout <= 0 || c.redisDialTO <= 0 || c.redisPoolSize < 0 || c.redisRetries < 0 {
 			return errors.New("--redis-timeout and --redis-dial-timeout must be > 0; --redis-pool-size and --redis-max-retries must not be negative")

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -28,6 +29,10 @@ type Server struct {
 	Module string // path of the loaded module, "" for none
 	cmd    *exec.Cmd
 	log    bytes.Buffer
+	extra  []string // further redis-server arguments (e.g. --replicaof)
+	// sentinelConf, when set, makes this a sentinel: redis-server CONF
+	// --sentinel (the file must be writable: sentinels rewrite it).
+	sentinelConf string
 }
 
 // Start starts redis-server without modules. It skips the test when
@@ -82,9 +87,13 @@ func (s *Server) Restart() {
 	s.t.Helper()
 	s.Stop()
 	args := []string{"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--protected-mode", "yes"}
+	if s.sentinelConf != "" {
+		args = []string{s.sentinelConf, "--sentinel"}
+	}
 	if s.Module != "" {
 		args = append(args, "--loadmodule", s.Module)
 	}
+	args = append(args, s.extra...)
 	s.log.Reset()
 	cmd := exec.Command("redis-server", args...)
 	cmd.Stdout, cmd.Stderr = &s.log, &s.log
@@ -106,6 +115,83 @@ func (s *Server) Restart() {
 			s.t.Fatalf("redis-server on port %d did not answer: %v\n%s", s.Port, err, s.log.String())
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// StartReplica starts a redis-server that replicates primary and waits
+// until the replication link is up.
+func StartReplica(t testing.TB, primary *Server) *Server {
+	t.Helper()
+	s := &Server{t: t, Port: freePort(t), Module: primary.Module,
+		extra: []string{"--replicaof", "127.0.0.1", strconv.Itoa(primary.Port)}}
+	s.Restart()
+	t.Cleanup(s.Stop)
+	c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", s.Port), MaxRetries: -1})
+	defer c.Close()
+	waitFor(t, 20*time.Second, func() bool {
+		info, err := c.Info(context.Background(), "replication").Result()
+		return err == nil && bytes.Contains([]byte(info), []byte("master_link_status:up"))
+	}, "the replica's link to its primary")
+	return s
+}
+
+// Sentinels are redis-sentinel processes (redis-server --sentinel, the
+// same binary as Debian's redis-sentinel package) watching one primary
+// under MasterName, with quorum 2 and a down-after of 1 s.
+type Sentinels struct {
+	MasterName string
+	Servers    []*Server
+}
+
+// StartSentinels starts n sentinels monitoring primary as master and waits
+// until each has found the primary's replicas (want of them).
+func StartSentinels(t testing.TB, primary *Server, master string, n, replicas int) *Sentinels {
+	t.Helper()
+	out := &Sentinels{MasterName: master}
+	for range n {
+		port := freePort(t)
+		conf := fmt.Sprintf("%s/sentinel-%d.conf", t.TempDir(), port)
+		body := fmt.Sprintf("port %d\nbind 127.0.0.1\nsentinel monitor %s 127.0.0.1 %d 2\nsentinel down-after-milliseconds %s 1000\nsentinel failover-timeout %s 10000\nsentinel parallel-syncs %s 1\n",
+			port, master, primary.Port, master, master, master)
+		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s := &Server{t: t, Port: port, sentinelConf: conf}
+		s.Restart()
+		t.Cleanup(s.Stop)
+		out.Servers = append(out.Servers, s)
+	}
+	for _, s := range out.Servers {
+		c := redis.NewSentinelClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", s.Port)})
+		waitFor(t, 30*time.Second, func() bool {
+			r, err := c.Replicas(context.Background(), master).Result()
+			return err == nil && len(r) >= replicas
+		}, "a sentinel to find the replicas")
+		c.Close()
+	}
+	return out
+}
+
+// URL returns the sentinel URL semcache accepts:
+// redis-sentinel://127.0.0.1:P1,127.0.0.1:P2,.../MASTER/0.
+func (s *Sentinels) URL() string {
+	var addrs []string
+	for _, srv := range s.Servers {
+		addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", srv.Port))
+	}
+	return "redis-sentinel://" + strings.Join(addrs, ",") + "/" + s.MasterName + "/0"
+}
+
+// waitFor polls ok every 20 ms until it holds; the deadline only stops a
+// hung test and asserts nothing about speed.
+func waitFor(t testing.TB, deadline time.Duration, ok func() bool, what string) {
+	t.Helper()
+	end := time.Now().Add(deadline)
+	for !ok() {
+		if time.Now().After(end) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"hash/fnv"
 	"math"
 	"os"
 	"path/filepath"
@@ -246,8 +247,8 @@ func openDisk(dir string, dim int, fp string) (d *disk, err error) {
 			err = fmt.Errorf("%w: %s: %v", ErrCorruptStore, path, r)
 		}
 	}()
-	if st, serr := os.Stat(path); serr == nil && st.Size() > 0 && st.Size() < 2*int64(os.Getpagesize()) {
-		return nil, fmt.Errorf("%w: %s: %d bytes, shorter than its two meta pages", ErrCorruptStore, path, st.Size())
+	if err := checkLength(path); err != nil {
+		return nil, err
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 200 * time.Millisecond, FreelistType: bolt.FreelistMapType})
 	switch {
@@ -265,6 +266,60 @@ func openDisk(dir string, dim int, fp string) (d *disk, err error) {
 	}
 	go d.loop()
 	return d, nil
+}
+
+// checkLength refuses, with ErrCorruptStore, an existing store file that is
+// empty, shorter than its two meta pages, or shorter than the pages its
+// last commit uses (a truncated file), before bbolt reads past its end. It
+// reads bbolt's meta pages (format 2, little endian: magic at byte 16 of
+// the page, page size at 24, high-water page id at 56, txid at 64, FNV-64a
+// checksum of bytes 16..72 at 72) and uses the valid one of the higher
+// txid. A missing file is fine (a new store).
+func checkLength(path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("index: data directory: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("index: data directory: %w", err)
+	}
+	size := st.Size()
+	if size == 0 {
+		return fmt.Errorf("%w: %s: empty file (truncated, or a crash while it was created)", ErrCorruptStore, path)
+	}
+	meta := func(off int64) (pageSize, need, txid uint64, ok bool) {
+		var b [80]byte
+		if _, err := f.ReadAt(b[:], off); err != nil {
+			return 0, 0, 0, false
+		}
+		le := binary.LittleEndian
+		h := fnv.New64a()
+		h.Write(b[16:72])
+		if le.Uint32(b[16:]) != 0xED0CDAED || h.Sum64() != le.Uint64(b[72:]) {
+			return 0, 0, 0, false
+		}
+		pageSize = uint64(le.Uint32(b[24:]))
+		return pageSize, le.Uint64(b[56:]) * pageSize, le.Uint64(b[64:]), true
+	}
+	ps, need, txid, ok := meta(0)
+	if !ok {
+		ps = uint64(os.Getpagesize())
+	}
+	if size < 2*int64(ps) {
+		return fmt.Errorf("%w: %s: %d bytes, shorter than its two meta pages (truncated)", ErrCorruptStore, path, size)
+	}
+	if _, need1, txid1, ok1 := meta(int64(ps)); ok1 && (!ok || txid1 > txid) {
+		need, ok = need1, true
+	}
+	if ok && uint64(size) < need {
+		return fmt.Errorf("%w: %s: %d bytes, its last commit needs %d (truncated)", ErrCorruptStore, path, size, need)
+	}
+	return nil
 }
 
 // checkMeta verifies the file against its size and checks its format,

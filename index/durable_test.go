@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -259,7 +260,7 @@ func TestDurableDamagedFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
-	try := func(name string, b []byte) {
+	try := func(name string, b []byte) (error, bool) {
 		t.Helper()
 		dir := t.TempDir()
 		if err := os.WriteFile(filepath.Join(dir, DiskFile), b, 0o600); err != nil {
@@ -271,7 +272,7 @@ func TestDurableDamagedFile(t *testing.T) {
 			if !errors.Is(err, ErrCorruptStore) && !errors.Is(err, ErrIncompatibleStore) {
 				t.Errorf("%s: %v, want ErrCorruptStore", name, err)
 			}
-			return
+			return err, false
 		}
 		defer m.Close()
 		for i := range 300 {
@@ -280,10 +281,14 @@ func TestDurableDamagedFile(t *testing.T) {
 				t.Errorf("%s: k%d = %q, want %q or nothing", name, i, got, want)
 			}
 		}
+		return nil, true
 	}
 	for _, n := range []int{0, 100, 4096, 8192, len(orig) / 3, len(orig) / 2, len(orig) - 4096, len(orig) - 1} {
-		if n >= 0 && n <= len(orig) {
-			try(fmt.Sprintf("truncated to %d", n), orig[:n])
+		// A cut file is refused as truncated before bbolt reads it (never
+		// with bbolt's internals or a caught fault), or, when the cut only
+		// took pages its last commit does not use, loads.
+		if err, _ := try(fmt.Sprintf("truncated to %d", n), orig[:n]); err != nil && !strings.Contains(err.Error(), "truncated") {
+			t.Errorf("truncated to %d: %v; want an error that says truncated", n, err)
 		}
 	}
 	for i := range 12 {
@@ -292,7 +297,7 @@ func TestDurableDamagedFile(t *testing.T) {
 		for j := range 64 {
 			b[at+j] = byte(rng.UintN(256))
 		}
-		try(fmt.Sprintf("noise %d at %d", i, at), b)
+		_, _ = try(fmt.Sprintf("noise %d at %d", i, at), b)
 	}
 }
 

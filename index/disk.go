@@ -322,20 +322,13 @@ func checkLength(path string) error {
 	return nil
 }
 
-// checkMeta verifies the file against its size and checks its format,
-// dimension and fingerprint in a read transaction; only a new store (no
-// meta bucket, no entries) is written to, to record them. The full page
-// check runs in load.
+// checkMeta checks the store's format, dimension and fingerprint in a read
+// transaction; only a new store (no meta bucket, no entries) is written
+// to, to record them. The file's length was checked by checkLength, and
+// the full page check runs in load.
 func (d *disk) checkMeta(dim int, fp string) error {
-	st, err := os.Stat(d.path)
-	if err != nil {
-		return fmt.Errorf("index: data directory: %w", err)
-	}
 	fresh := false
-	err = d.db.View(func(tx *bolt.Tx) error {
-		if tx.Size() > st.Size() {
-			return fmt.Errorf("%w: %s: %d bytes, its last commit needs %d (truncated)", ErrCorruptStore, d.path, st.Size(), tx.Size())
-		}
+	err := d.db.View(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if meta == nil {
 			if tx.Bucket(bucketEntries) != nil {

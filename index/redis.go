@@ -465,13 +465,13 @@ func (r *Redis) Len(ctx context.Context) (int, error) {
 // or FLUSHALL. It returns the number of keys deleted. The index is
 // re-created by the next Search or Set.
 func (r *Redis) Flush(ctx context.Context) (int, error) {
-	ixs, err := r.Indexes(ctx)
+	names, err := r.indexNames(ctx)
 	if err != nil {
 		return 0, err
 	}
-	for _, ix := range ixs {
-		if err := r.rdb.FTDropIndex(ctx, ix.Name).Err(); err != nil {
-			return 0, fmt.Errorf("redis FT.DROPINDEX %s: %w", ix.Name, err)
+	for _, name := range names {
+		if err := r.rdb.FTDropIndex(ctx, name).Err(); err != nil {
+			return 0, fmt.Errorf("redis FT.DROPINDEX %s: %w", name, err)
 		}
 	}
 	r.mu.Lock()

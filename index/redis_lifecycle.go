@@ -27,10 +27,9 @@ type IndexInfo struct {
 	Current bool `json:"current"`
 }
 
-// Indexes lists this cache's indexes: those FT._LIST names under Prefix +
-// "idx:", sorted by name. Indexes of other prefixes are not listed. A
-// server without the search module (FT._LIST unknown) has none.
-func (r *Redis) Indexes(ctx context.Context) ([]IndexInfo, error) {
+// indexNames returns the names FT._LIST gives under Prefix + "idx:"; none
+// on a server without the search module (FT._LIST unknown).
+func (r *Redis) indexNames(ctx context.Context) ([]string, error) {
 	names, err := r.rdb.FT_List(ctx).Result()
 	var replyErr redis.Error
 	if errors.As(err, &replyErr) && strings.Contains(strings.ToLower(err.Error()), "unknown command") {
@@ -39,18 +38,24 @@ func (r *Redis) Indexes(ctx context.Context) ([]IndexInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redis FT._LIST: %w", err)
 	}
-	idxPrefix := r.cfg.Prefix + "idx:"
+	return slices.DeleteFunc(names, func(n string) bool { return !strings.HasPrefix(n, r.cfg.Prefix+"idx:") }), nil
+}
+
+// Indexes lists this cache's indexes: those FT._LIST names under Prefix +
+// "idx:", sorted by name, with their FT.INFO. Indexes of other prefixes are
+// not listed. A server without the search module has none.
+func (r *Redis) Indexes(ctx context.Context) ([]IndexInfo, error) {
+	names, err := r.indexNames(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var out []IndexInfo
 	for _, name := range names {
-		fp, ok := strings.CutPrefix(name, idxPrefix)
-		if !ok {
-			continue
-		}
 		info, err := r.rdb.FTInfo(ctx, name).Result()
 		if err != nil {
 			return nil, fmt.Errorf("redis FT.INFO %s: %w", name, err)
 		}
-		out = append(out, IndexInfo{Name: name, Fingerprint: fp, Docs: int64(info.NumDocs),
+		out = append(out, IndexInfo{Name: name, Fingerprint: strings.TrimPrefix(name, r.cfg.Prefix+"idx:"), Docs: int64(info.NumDocs),
 			MemoryMB: info.TotalIndexMemorySzMB + info.VectorIndexSzMB, Current: name == r.indexName})
 	}
 	slices.SortFunc(out, func(a, b IndexInfo) int { return strings.Compare(a.Name, b.Name) })

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -40,7 +41,7 @@ func admin(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	fs := flag.NewFlagSet("semcache admin indexes", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	base := fs.String("url", orEnv(getenv("SEMCACHE_ADMIN_URL"), "http://127.0.0.1:8080"), "base URL of the running proxy [SEMCACHE_ADMIN_URL]")
+	base := fs.String("url", cmp.Or(getenv("SEMCACHE_ADMIN_URL"), "http://127.0.0.1:8080"), "base URL of the running proxy [SEMCACHE_ADMIN_URL]")
 	dropStale := fs.Bool("drop-stale", false, "drop the indexes of other embedder fingerprints with their vector hashes")
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -123,11 +124,4 @@ func adminCall(ctx context.Context, method, target, token string, out any) error
 		return fmt.Errorf("%s %s: %d", method, target, resp.StatusCode)
 	}
 	return json.Unmarshal(b, out)
-}
-
-func orEnv(v, def string) string {
-	if v != "" {
-		return v
-	}
-	return def
 }

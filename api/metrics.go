@@ -114,7 +114,7 @@ type cacheCollector struct {
 	cache *semantic.Cache
 
 	requests, upstreamCalls, upstreamErrors, lookupErrors, storeErrors, unstored, tokensSaved, costSaved, unpricedHits,
-	evictions, expired, entries *prometheus.Desc
+	leaseWaits, evictions, expired, entries *prometheus.Desc
 	guardRefusals, explorations, verdicts, judgeErrors, judgeDropped, estimatedErrors, learnedThreshold *prometheus.Desc
 }
 
@@ -139,6 +139,9 @@ func newCacheCollector(cache *semantic.Cache) *cacheCollector {
 			"Upstream answers that could not be stored."),
 		unstored: desc("unstored_answers_total",
 			"200 answers relayed but not stored: incomplete or not a well-formed chat completion."),
+		leaseWaits: desc("lease_waits_total",
+			"Misses that found another replica's lease on their key (Redis backend) and waited, by result: served (the holder's stored answer, no upstream call here) or fallback (own upstream call: the holder died, its answer was not stored, the wait bound passed, or Redis failed).",
+			"result"),
 		tokensSaved: desc("tokens_saved_total",
 			"Tokens of the stored answers that served hits, by kind (prompt, completion): usage not spent upstream.",
 			"kind"),
@@ -175,7 +178,7 @@ func newCacheCollector(cache *semantic.Cache) *cacheCollector {
 // Describe sends the descriptors of every metric Collect sends.
 func (cc *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		cc.requests, cc.upstreamCalls, cc.upstreamErrors, cc.lookupErrors, cc.storeErrors, cc.unstored, cc.tokensSaved,
+		cc.requests, cc.upstreamCalls, cc.upstreamErrors, cc.lookupErrors, cc.storeErrors, cc.unstored, cc.leaseWaits, cc.tokensSaved,
 		cc.costSaved, cc.unpricedHits, cc.evictions, cc.expired, cc.entries,
 		cc.guardRefusals, cc.explorations, cc.verdicts, cc.judgeErrors, cc.judgeDropped, cc.estimatedErrors,
 		cc.learnedThreshold,
@@ -202,6 +205,8 @@ func (cc *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(cc.lookupErrors, s.LookupErrors.Load())
 	counter(cc.storeErrors, s.StoreErrors.Load())
 	counter(cc.unstored, s.Unstored.Load())
+	counter(cc.leaseWaits, s.LeaseServed.Load(), "served")
+	counter(cc.leaseWaits, s.LeaseFallbacks.Load(), "fallback")
 	counter(cc.tokensSaved, s.PromptTokensSaved.Load(), "prompt")
 	counter(cc.tokensSaved, s.CompletionTokensSaved.Load(), "completion")
 	ch <- prometheus.MustNewConstMetric(cc.costSaved, prometheus.CounterValue, float64(s.CostSavedMicroUSD.Load())/1e6)

@@ -165,3 +165,5 @@ func (c *Cache) DropStaleIndexes(ctx context.Context) ([]index.IndexInfo, int, e
 	}
 	return out, n, nil
 }
+
+var _ Leaser = (*index.Redis)(nil)

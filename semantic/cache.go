@@ -106,6 +106,10 @@ type Config struct {
 	// by reason in Stats and the next neighbour is tried. nil means
 	// NewComparator(Guards, the cache's embedder).
 	Compare Comparer
+	// Lease makes concurrent identical misses of processes sharing a
+	// Leaser store (index.Redis) wait for one upstream call; see Leaser
+	// and LeaseConfig. Streamed requests do not take part.
+	Lease LeaseConfig
 }
 
 // DefaultMaxEmbedBytes is Config.MaxEmbedBytes' default, 32 KiB: about
@@ -169,6 +173,11 @@ func New(cfg Config, emb Embedder, store Store) (*Cache, error) {
 	if cfg.MaxEmbedBytes == 0 {
 		cfg.MaxEmbedBytes = DefaultMaxEmbedBytes
 	}
+	lease, err := cfg.Lease.resolve(cfg.UpstreamTimeout)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Lease = lease
 	if cfg.Compare == nil {
 		cmp, err := NewComparator(cfg.Guards, emb)
 		if err != nil {
@@ -293,6 +302,10 @@ type Result struct {
 	// several concurrent identical requests joined (one upstream call for
 	// all of them).
 	Shared bool
+	// Leased reports a miss answered by the entry another process stored
+	// while this one waited on its lease (see Leaser): no upstream call
+	// was made here.
+	Leased bool
 	// Explored reports a miss of PolicyAdaptive that had a neighbour it
 	// chose not to serve: the answer came from upstream and the neighbour's
 	// answer is being verified against it (the X-Semcache-Explore header).
@@ -453,6 +466,14 @@ func (c *Cache) lookupOrFetch(ctx context.Context, id Identity, o Options, fetch
 			return lookup, nil
 		}
 	}
+	stored := false
+	if l := c.leaser(o); l != nil {
+		r, served, release := c.leaseOrWait(ctx, l, id, o)
+		if served {
+			return r, nil
+		}
+		defer func() { release(stored) }() // after the store: waiters look for the entry first
+	}
 	c.stats.UpstreamCalls.Add(1)
 	up, err := fetch(ctx)
 	if err != nil {
@@ -465,6 +486,7 @@ func (c *Cache) lookupOrFetch(ctx context.Context, id Identity, o Options, fetch
 	r := Result{Outcome: Miss, Key: id.Key, Upstream: up}
 	r.Explored, r.Similarity, r.explore, r.Refused = lookup.Explored, lookup.Similarity, lookup.explore, lookup.Refused
 	r.Stored, _ = c.settleMiss(ctx, r, id, o, up, nil, vec)
+	stored = r.Stored
 	return r, nil
 }
 

@@ -43,6 +43,15 @@ type Stats struct {
 	// because they are not complete, well-formed chat completions (see
 	// Cacheable).
 	Unstored atomic.Int64
+	// LeaseWaits counts misses that found another process's lease on
+	// their key (see Leaser) and waited; LeaseServed those of them the
+	// holder's stored entry answered (misses with no upstream call here);
+	// LeaseFallbacks those that made their own call instead (the holder
+	// died and this process took the lease over, the holder's answer was
+	// not stored, the wait bound passed, or Redis failed).
+	LeaseWaits     atomic.Int64
+	LeaseServed    atomic.Int64
+	LeaseFallbacks atomic.Int64
 	// PromptTokensSaved and CompletionTokensSaved add up the usage of the
 	// entries that served hits.
 	PromptTokensSaved     atomic.Int64
@@ -140,12 +149,17 @@ type Snapshot struct {
 	StoreBytes int64 `json:"store_bytes"`
 	// StoreDiskBytes is the size in bytes of the memory backend's store
 	// file in its data directory (--data-dir); -1 without one.
-	StoreDiskBytes        int64   `json:"store_disk_bytes"`
-	UpstreamCalls         int64   `json:"upstream_calls"`
-	UpstreamErrors        int64   `json:"upstream_errors"`
-	LookupErrors          int64   `json:"lookup_errors"`
-	StoreErrors           int64   `json:"store_errors"`
-	Unstored              int64   `json:"unstored_answers"`
+	StoreDiskBytes int64 `json:"store_disk_bytes"`
+	UpstreamCalls  int64 `json:"upstream_calls"`
+	UpstreamErrors int64 `json:"upstream_errors"`
+	LookupErrors   int64 `json:"lookup_errors"`
+	StoreErrors    int64 `json:"store_errors"`
+	Unstored       int64 `json:"unstored_answers"`
+	// LeaseWaits, LeaseServed and LeaseFallbacks: see Stats; 0 on stores
+	// that no other process shares.
+	LeaseWaits            int64   `json:"lease_waits"`
+	LeaseServed           int64   `json:"lease_served"`
+	LeaseFallbacks        int64   `json:"lease_fallbacks"`
 	PromptTokensSaved     int64   `json:"prompt_tokens_saved"`
 	CompletionTokensSaved int64   `json:"completion_tokens_saved"`
 	CostSavedUSD          float64 `json:"cost_saved_usd"` // CostSavedMicroUSD / 10⁶
@@ -212,6 +226,9 @@ func (c *Cache) Snapshot(ctx context.Context) Snapshot {
 		LookupErrors:          s.LookupErrors.Load(),
 		StoreErrors:           s.StoreErrors.Load(),
 		Unstored:              s.Unstored.Load(),
+		LeaseWaits:            s.LeaseWaits.Load(),
+		LeaseServed:           s.LeaseServed.Load(),
+		LeaseFallbacks:        s.LeaseFallbacks.Load(),
 		PromptTokensSaved:     s.PromptTokensSaved.Load(),
 		CompletionTokensSaved: s.CompletionTokensSaved.Load(),
 		CostSavedUSD:          float64(s.CostSavedMicroUSD.Load()) / 1e6,

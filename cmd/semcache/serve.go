@@ -55,6 +55,8 @@ type serveConfig struct {
 	redisTimeout   time.Duration
 	redisDialTO    time.Duration
 	redisRetries   int
+	leaseTTL       time.Duration
+	leaseWait      time.Duration
 	indexKind      string
 	embedder       string
 	embedderURL    string
@@ -131,6 +133,8 @@ var envFlags = map[string]string{
 	"redis-timeout":         "SEMCACHE_REDIS_TIMEOUT",
 	"redis-dial-timeout":    "SEMCACHE_REDIS_DIAL_TIMEOUT",
 	"redis-max-retries":     "SEMCACHE_REDIS_MAX_RETRIES",
+	"lease-ttl":             "SEMCACHE_LEASE_TTL",
+	"lease-wait":            "SEMCACHE_LEASE_WAIT",
 	"index":                 "SEMCACHE_INDEX",
 	"embedder":              "SEMCACHE_EMBEDDER",
 	"embedder-url":          "SEMCACHE_EMBEDDER_URL",
@@ -202,6 +206,8 @@ func parseServe(args []string, getenv func(string) string, help io.Writer) (serv
 	durationFlag(fs, &c.redisTimeout, "redis-timeout", 500*time.Millisecond, "Redis read and write timeout: the longest Redis can delay a request before the cache fails open")
 	durationFlag(fs, &c.redisDialTO, "redis-dial-timeout", time.Second, "Redis connect timeout")
 	intFlag(fs, &c.redisRetries, "redis-max-retries", 1, "retries of a failed Redis command; 0 for none")
+	durationFlag(fs, &c.leaseTTL, "lease-ttl", semantic.DefaultLeaseTTL, "--backend redis: lifetime of the lease by which one replica fetches a missed answer while the others wait for it, renewed while it fetches (0: no lease, every replica calls upstream itself)")
+	durationFlag(fs, &c.leaseWait, "lease-wait", 0, "--backend redis: longest a replica waits for another's leased answer before calling upstream itself (0: min(30s, --upstream-timeout/2))")
 	fs.StringVar(&c.indexKind, "index", "hnsw", "vector index per scope for the memory backend: hnsw or flat (exact brute force)")
 	fs.StringVar(&c.embedder, "embedder", "local", "embedder: local (built-in lexical, offline), openai (any OpenAI-compatible /embeddings) or trained (a model file from `semcache embedder train`, offline)")
 	fs.StringVar(&c.embedderURL, "embedder-url", "", "base URL of the embeddings API for --embedder openai")
@@ -412,6 +418,12 @@ func (c *serveConfig) validate() error {
 	}
 	if c.upstreamTimeout <= 0 {
 		return fmt.Errorf("--upstream-timeout %v: must be > 0", c.upstreamTimeout)
+	}
+	if c.leaseTTL != 0 && c.leaseTTL < 3*time.Millisecond {
+		return fmt.Errorf("--lease-ttl %v: want 0 (off) or at least 3ms", c.leaseTTL)
+	}
+	if c.leaseWait < 0 {
+		return fmt.Errorf("--lease-wait %v: must not be negative", c.leaseWait)
 	}
 	for _, d := range []struct {
 		name string
@@ -978,7 +990,7 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func
 	cache, err := semantic.New(semantic.Config{
 		Threshold: cfg.thresholdValue(), TopK: cfg.topK, TTL: cfg.ttl,
 		UpstreamTimeout: cfg.upstreamTimeout, Normalization: norm, Logger: log, MaxEmbedBytes: cfg.maxEmbedBytes,
-		Pricing: pricing, Policy: policy, Adaptive: adaptive, Guards: guards,
+		Pricing: pricing, Policy: policy, Adaptive: adaptive, Guards: guards, Lease: cfg.leaseConfig(),
 	}, emb, store)
 	if err != nil {
 		return err
@@ -1046,6 +1058,15 @@ var errRequestsCut = errors.New("shutdown cut requests in flight")
 
 // exitCut is the exit code of a shutdown that cut requests in flight.
 const exitCut = 3
+
+// leaseConfig maps --lease-ttl 0 to the lease being off.
+func (c serveConfig) leaseConfig() semantic.LeaseConfig {
+	lc := semantic.LeaseConfig{TTL: c.leaseTTL, Wait: c.leaseWait}
+	if lc.TTL == 0 {
+		lc.TTL = -1
+	}
+	return lc
+}
 
 // effectiveWriteTimeout is --write-timeout, or --upstream-timeout + 30s
 // when it is 0: an answer, streamed or not, may take as long as its

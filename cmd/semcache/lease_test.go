@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -25,6 +26,7 @@ type gatedChat struct {
 	calls []int // replica index of each call, in order
 	gate  chan struct{}
 	shut  sync.Once
+	delay time.Duration // added to every call once the gate is open
 }
 
 var replicaPath = regexp.MustCompile(`^/p(\d+)/v1/chat/completions$`)
@@ -47,6 +49,7 @@ func newGatedChat(t *testing.T) *gatedChat {
 		case <-r.Context().Done():
 			return
 		}
+		time.Sleep(g.delay)
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"id":"chatcmpl-%d","object":"chat.completion","model":"sim-1","choices":[{"index":0,"message":{"role":"assistant","content":"the answer of call %d"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":5,"total_tokens":14}}`, n, n)
 	}))
@@ -184,5 +187,66 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestMeasureLease measures, for N concurrent identical misses sent at
+// once over three `semcache serve --backend redis` replicas on one
+// redis-server, the upstream calls and the clients' latency with and
+// without the lease, against an upstream answering in 300 ms. It runs only
+// with SEMCACHE_BENCH_LEASE=1 (benchmarks/RESULTS.md):
+//
+//	SEMCACHE_BENCH_LEASE=1 go test -run TestMeasureLease -v ./cmd/semcache
+func TestMeasureLease(t *testing.T) {
+	if os.Getenv("SEMCACHE_BENCH_LEASE") != "1" {
+		t.Skip("a measurement: set SEMCACHE_BENCH_LEASE=1 to run it")
+	}
+	rs := redistest.Start(t)
+	up := newGatedChat(t)
+	up.delay = 300 * time.Millisecond
+	up.open()
+	start := func(flags ...string) []*serveProcess {
+		var procs []*serveProcess
+		for i := range 3 {
+			p, ok, code := startProcess(t, append([]string{"--backend", "redis", "--redis-url", rs.URL(),
+				"--upstream", fmt.Sprintf("%s/p%d/v1", up.srv.URL, i)}, flags...)...)
+			if !ok {
+				t.Fatalf("replica %d exited with %d:\n%s", i, code, p.stderr)
+			}
+			procs = append(procs, p)
+		}
+		return procs
+	}
+	fmt.Println("| lease | N concurrent identical misses | upstream calls | client p50 | client p99 |")
+	fmt.Println("|---|---:|---:|---:|---:|")
+	for _, mode := range []struct {
+		name  string
+		flags []string
+	}{{"off (--lease-ttl 0)", []string{"--lease-ttl", "0"}}, {"on (default)", nil}} {
+		procs := start(mode.flags...)
+		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 300}, Timeout: time.Minute}
+		for round, n := range []int{3, 30, 300} {
+			question := fmt.Sprintf("Lease measurement question %d for %s?", round, mode.name)
+			before := len(up.callers())
+			lat := make([]time.Duration, n)
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					t0 := time.Now()
+					if _, _, err := ask(client, procs[i%3].base, question); err != nil {
+						t.Errorf("request %d: %v", i, err)
+					}
+					lat[i] = time.Since(t0)
+				}()
+			}
+			wg.Wait()
+			fmt.Printf("| %s | %d | %d | %v | %v |\n", mode.name, n, len(up.callers())-before,
+				percentile(lat, 0.5).Round(time.Millisecond), percentile(lat, 0.99).Round(time.Millisecond))
+		}
+		for _, p := range procs {
+			p.kill(t)
+		}
 	}
 }

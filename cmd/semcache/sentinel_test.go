@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -53,6 +54,12 @@ func TestSentinelFailover(t *testing.T) {
 		sent     atomic.Int64
 		failures atomic.Int64
 		firstErr atomic.Value
+		// Phases: 0 before the kill, 1 from the kill to the promotion
+		// seen by the test, 2 after it.
+		phase   atomic.Int32
+		latMu   sync.Mutex
+		lat     [3][]time.Duration
+		phaseEr [3]int
 	)
 	for w := range 4 {
 		wg.Add(1)
@@ -66,23 +73,36 @@ func TestSentinelFailover(t *testing.T) {
 				}
 				q := fmt.Sprintf("Load question %d of client %d during the failover?", i%50, w)
 				sent.Add(1)
-				if _, _, err := ask(client, base, q); err != nil {
+				ph, start := phase.Load(), time.Now()
+				_, _, err := ask(client, base, q)
+				latMu.Lock()
+				lat[ph] = append(lat[ph], time.Since(start))
+				if err != nil {
+					phaseEr[ph]++
+				}
+				latMu.Unlock()
+				if err != nil {
 					failures.Add(1)
 					firstErr.CompareAndSwap(nil, err.Error())
 				}
 			}
 		}()
 	}
-	for sent.Load() < 200 { // load is running against the primary
+	for sent.Load() < 1000 { // load is running against the primary
 		time.Sleep(5 * time.Millisecond)
 	}
+	killed := time.Now()
+	var promoted time.Duration
 	primary.Stop()
+	phase.Store(1)
 	sc := redis.NewSentinelClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(sentinels.Servers[0].Port)})
 	defer sc.Close()
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		addr, err := sc.GetMasterAddrByName(context.Background(), sentinels.MasterName).Result()
 		if err == nil && len(addr) == 2 && addr[1] == strconv.Itoa(replica.Port) {
+			phase.Store(2)
+			promoted = time.Since(killed)
 			break
 		}
 		if time.Now().After(deadline) {
@@ -112,5 +132,15 @@ func TestSentinelFailover(t *testing.T) {
 	if n := failures.Load(); n != 0 {
 		t.Errorf("%d of %d requests failed during the failover (first: %v): the cache must fail open", n, sent.Load(), firstErr.Load())
 	}
-	t.Logf("%d requests during the failover, %d failed", sent.Load(), failures.Load())
+	t.Logf("%d requests during the failover, %d failed; the sentinels promoted the replica %v after the kill", sent.Load(), failures.Load(), promoted.Round(time.Millisecond))
+	latMu.Lock()
+	defer latMu.Unlock()
+	for i, name := range []string{"before the kill", "kill to promotion", "after the promotion"} {
+		if len(lat[i]) == 0 {
+			continue
+		}
+		slices.Sort(lat[i])
+		t.Logf("failover | %s | %d requests | %d errors | p50 %v | p99 %v | max %v", name, len(lat[i]), phaseEr[i],
+			percentile(lat[i], 0.5).Round(time.Microsecond), percentile(lat[i], 0.99).Round(time.Microsecond), lat[i][len(lat[i])-1].Round(time.Microsecond))
+	}
 }

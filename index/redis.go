@@ -36,8 +36,9 @@ var ErrIndexNotReady = errors.New("index: RediSearch index not ready")
 // RedisConfig configures a Redis store. NewRedis copies it; zero values
 // mean the defaults on each field.
 type RedisConfig struct {
-	// URL is the server, redis://[user:password@]host:port/db, or a
-	// Sentinel-managed primary (see ParseSentinelURL); required.
+	// URL is the server, redis://[user:password@]host:port/db, a
+	// Sentinel-managed primary (see ParseSentinelURL), or a Redis Cluster
+	// for the exact tier only (see ParseClusterURL); required.
 	URL string
 	// Prefix starts every key and the index name this cache writes, so
 	// that several caches (or other data) can share one database and an
@@ -91,13 +92,19 @@ type RedisConfig struct {
 // a STRING fit outside the vector hash (see AddObservation). Several proxies
 // pointed at one Redis share the cache.
 //
+// On a Redis Cluster (ClusterScheme) it keeps the exact tier only, with
+// each entry's keys in one hash slot (see ExactOnly).
+//
 // Redis is safe for concurrent use. It never flushes a database, and drops
 // indexes only when asked (Flush, DropStaleIndexes): start-up creates the
 // index when it is missing and verifies it when it exists; Close only
 // closes connections.
 type Redis struct {
-	cfg       RedisConfig
-	rdb       *redis.Client
+	cfg RedisConfig
+	rdb redis.UniversalClient
+	// cluster is set for a Redis Cluster (ClusterScheme): exact tier only,
+	// every key of an entry in one hash slot (see slotted).
+	cluster   bool
 	indexName string
 	vecPrefix string // key prefix of the vector hashes, the index's PREFIX
 
@@ -156,8 +163,19 @@ func NewRedis(ctx context.Context, cfg RedisConfig) (*Redis, error) {
 	dialTO := orDefault(cfg.DialTimeout, time.Second)
 	readTO := orDefault(cfg.ReadTimeout, 500*time.Millisecond)
 	writeTO := orDefault(cfg.WriteTimeout, 500*time.Millisecond)
-	var newClient func() *redis.Client
-	if strings.HasPrefix(cfg.URL, SentinelScheme+"://") {
+	var newClient func() redis.UniversalClient
+	cluster := strings.HasPrefix(cfg.URL, ClusterScheme+"://")
+	switch {
+	case cluster:
+		co, err := ParseClusterURL(cfg.URL)
+		if err != nil {
+			return nil, fmt.Errorf("index: RedisConfig.URL: %w", err)
+		}
+		co.Protocol = 2
+		co.PoolSize = cfg.PoolSize
+		co.DialTimeout, co.ReadTimeout, co.WriteTimeout, co.MaxRetries = dialTO, readTO, writeTO, retries
+		newClient = func() redis.UniversalClient { return redis.NewClusterClient(co) }
+	case strings.HasPrefix(cfg.URL, SentinelScheme+"://"):
 		fo, err := ParseSentinelURL(cfg.URL)
 		if err != nil {
 			return nil, fmt.Errorf("index: RedisConfig.URL: %w", err)
@@ -165,8 +183,8 @@ func NewRedis(ctx context.Context, cfg RedisConfig) (*Redis, error) {
 		fo.Protocol = 2 // go-redis parses FT.* replies fully only in RESP2
 		fo.PoolSize = cfg.PoolSize
 		fo.DialTimeout, fo.ReadTimeout, fo.WriteTimeout, fo.MaxRetries = dialTO, readTO, writeTO, retries
-		newClient = func() *redis.Client { return redis.NewFailoverClient(fo) }
-	} else {
+		newClient = func() redis.UniversalClient { return redis.NewFailoverClient(fo) }
+	default:
 		opts, err := redis.ParseURL(cfg.URL)
 		if err != nil {
 			return nil, fmt.Errorf("index: RedisConfig.URL: %w", err)
@@ -176,7 +194,7 @@ func NewRedis(ctx context.Context, cfg RedisConfig) (*Redis, error) {
 			opts.PoolSize = cfg.PoolSize
 		}
 		opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout, opts.MaxRetries = dialTO, readTO, writeTO, retries
-		newClient = func() *redis.Client { return redis.NewClient(opts) }
+		newClient = func() redis.UniversalClient { return redis.NewClient(opts) }
 	}
 	quietRedisLog.Do(func() { redis.SetLogger(discardRedisLog{}) })
 	name := sanitizeName(cfg.Fingerprint)
@@ -187,14 +205,18 @@ func NewRedis(ctx context.Context, cfg RedisConfig) (*Redis, error) {
 	r := &Redis{
 		cfg:       cfg,
 		rdb:       rdb,
+		cluster:   cluster,
 		indexName: cfg.Prefix + "idx:" + name,
 		vecPrefix: cfg.Prefix + "v:" + name + ":",
+	}
+	r.stopWatch = make(chan struct{})
+	if cluster {
+		return r, nil // no vector index on a Cluster: nothing to verify or watch
 	}
 	if err := r.ensureIndex(ctx); err != nil && errors.Is(err, ErrIndexSchema) {
 		r.rdb.Close()
 		return nil, err
 	}
-	r.stopWatch = make(chan struct{})
 	if iv := orDefault(cfg.IndexCheckInterval, 10*time.Second); iv > 0 {
 		_, _ = r.CheckIndexing(ctx) // the starting count
 		go r.watchIndexing(iv, r.stopWatch)
@@ -287,8 +309,24 @@ func (r *Redis) ensureIndex(ctx context.Context) error {
 	return nil
 }
 
-func (r *Redis) exactKey(key string) string  { return r.cfg.Prefix + "e:" + key }
-func (r *Redis) vectorKey(key string) string { return r.vecPrefix + key }
+func (r *Redis) exactKey(key string) string  { return r.cfg.Prefix + "e:" + r.slotted(key) }
+func (r *Redis) vectorKey(key string) string { return r.vecPrefix + r.slotted(key) }
+
+// slotted returns key as it appears in the names of an entry's keys: on a
+// Cluster inside a hash tag, "{key}", so that the entry, its vector, its
+// verification state and its lease share one hash slot and MULTI/EXEC and
+// scripts over them work; unchanged otherwise (the standalone layout).
+func (r *Redis) slotted(key string) string {
+	if r.cluster {
+		return "{" + key + "}"
+	}
+	return key
+}
+
+// ExactOnly reports whether the store keeps the exact tier only: on a
+// Redis Cluster, where open-source RediSearch indexes no vectors across
+// shards. The cache then embeds nothing (see semantic.Cache).
+func (r *Redis) ExactOnly() bool { return r.cluster }
 
 // Get returns the value stored under key; a missing or expired key is a
 // miss (redis.Nil never leaves this package).
@@ -325,12 +363,17 @@ func (r *Redis) Set(ctx context.Context, key, scope string, value []byte, vec []
 			return err
 		}
 		blob = float32Bytes(unit)
+		if r.cluster {
+			blob = nil // no vector index to find it: keep the exact tier only
+		}
 		// Create the index before writing a vector when it is missing
 		// (first start, Redis restarted empty, Flush): a hash written while
 		// the index exists is indexed at once, whereas hashes found by
 		// FT.CREATE are indexed by a background scan. Failing here is not
 		// an error for Set; the exact tier works without the index.
-		_ = r.ensureReady(ctx)
+		if blob != nil {
+			_ = r.ensureReady(ctx)
+		}
 	}
 	_, err := r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Del(ctx, r.obsKey(key), r.fitKey(key))
@@ -362,6 +405,9 @@ func (r *Redis) Search(ctx context.Context, scope string, vec []float32, k int) 
 	}
 	if k <= 0 {
 		return nil, fmt.Errorf("index: k %d: must be > 0", k)
+	}
+	if r.cluster {
+		return nil, fmt.Errorf("%w: Redis Cluster keeps the exact tier only", ErrIndexNotReady)
 	}
 	if err := r.ensureReady(ctx); err != nil {
 		return nil, err
@@ -450,6 +496,9 @@ func (r *Redis) Delete(ctx context.Context, key string) (bool, error) {
 // Len returns the number of entries with a vector (FT.INFO num_docs).
 // Exact-only entries (prompts with image parts) are not counted.
 func (r *Redis) Len(ctx context.Context) (int, error) {
+	if r.cluster {
+		return 0, errors.New("index: Redis Cluster: entries are not counted (no vector index)")
+	}
 	info, err := r.rdb.FTInfo(ctx, r.indexName).Result()
 	if err != nil {
 		return 0, fmt.Errorf("redis FT.INFO: %w", err)
@@ -465,6 +514,9 @@ func (r *Redis) Len(ctx context.Context) (int, error) {
 // or FLUSHALL. It returns the number of keys deleted. The index is
 // re-created by the next Search or Set.
 func (r *Redis) Flush(ctx context.Context) (int, error) {
+	if r.cluster {
+		return r.unlinkMatching(ctx, globEscape(r.cfg.Prefix)+"*", nil)
+	}
 	names, err := r.indexNames(ctx)
 	if err != nil {
 		return 0, err
@@ -482,39 +534,62 @@ func (r *Redis) Flush(ctx context.Context) (int, error) {
 }
 
 // unlinkMatching deletes the keys SCAN MATCH pattern finds (those keep
-// accepts, all when keep is nil), with UNLINK in batches of 500, and
-// returns how many it deleted.
+// accepts, all when keep is nil) on every primary (one on a standalone
+// server, each shard's on a Cluster), with single-key UNLINKs pipelined in
+// batches of 500 (multi-key UNLINK would cross hash slots on a Cluster),
+// and returns how many it deleted.
 func (r *Redis) unlinkMatching(ctx context.Context, pattern string, keep func(string) bool) (int, error) {
-	deleted := 0
-	iter := r.rdb.Scan(ctx, 0, pattern, 500).Iterator()
-	batch := make([]string, 0, 500)
-	flush := func() error {
-		if len(batch) == 0 {
+	var deleted atomic.Int64
+	each := func(ctx context.Context, c *redis.Client) error {
+		iter := c.Scan(ctx, 0, pattern, 500).Iterator()
+		batch := make([]string, 0, 500)
+		flush := func() error {
+			if len(batch) == 0 {
+				return nil
+			}
+			cmds, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for _, k := range batch {
+					p.Unlink(ctx, k)
+				}
+				return nil
+			})
+			for _, c := range cmds {
+				if n, ok := c.(*redis.IntCmd); ok {
+					deleted.Add(n.Val())
+				}
+			}
+			batch = batch[:0]
+			if err != nil {
+				return fmt.Errorf("redis UNLINK: %w", err)
+			}
 			return nil
 		}
-		n, err := r.rdb.Unlink(ctx, batch...).Result()
-		deleted += int(n)
-		batch = batch[:0]
-		return err
-	}
-	for iter.Next(ctx) {
-		if keep != nil && !keep(iter.Val()) {
-			continue
-		}
-		batch = append(batch, iter.Val())
-		if len(batch) == cap(batch) {
-			if err := flush(); err != nil {
-				return deleted, fmt.Errorf("redis UNLINK: %w", err)
+		for iter.Next(ctx) {
+			if keep != nil && !keep(iter.Val()) {
+				continue
+			}
+			batch = append(batch, iter.Val())
+			if len(batch) == cap(batch) {
+				if err := flush(); err != nil {
+					return err
+				}
 			}
 		}
+		if err := iter.Err(); err != nil {
+			return fmt.Errorf("redis SCAN: %w", err)
+		}
+		return flush()
 	}
-	if err := iter.Err(); err != nil {
-		return deleted, fmt.Errorf("redis SCAN: %w", err)
+	var err error
+	switch c := r.rdb.(type) {
+	case *redis.ClusterClient:
+		err = c.ForEachMaster(ctx, each)
+	case *redis.Client:
+		err = each(ctx, c)
+	default:
+		err = fmt.Errorf("index: unexpected Redis client %T", r.rdb)
 	}
-	if err := flush(); err != nil {
-		return deleted, fmt.Errorf("redis UNLINK: %w", err)
-	}
-	return deleted, nil
+	return int(deleted.Load()), err
 }
 
 // globEscape escapes the characters SCAN MATCH treats as a pattern.

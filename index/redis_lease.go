@@ -52,7 +52,7 @@ else
 end
 return 1`)
 
-func (r *Redis) leaseKey(key string) string { return r.cfg.Prefix + "lease:" + key }
+func (r *Redis) leaseKey(key string) string { return r.cfg.Prefix + "lease:" + r.slotted(key) }
 
 // AcquireLease takes the lease on the exact key key for ttl (>= 1 ms) with
 // SET NX PX when nobody holds it, and returns its random token; ok is false

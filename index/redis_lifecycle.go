@@ -30,6 +30,9 @@ type IndexInfo struct {
 // indexNames returns the names FT._LIST gives under Prefix + "idx:"; none
 // on a server without the search module (FT._LIST unknown).
 func (r *Redis) indexNames(ctx context.Context) ([]string, error) {
+	if r.cluster {
+		return nil, nil // no vector index on a Cluster
+	}
 	names, err := r.rdb.FT_List(ctx).Result()
 	var replyErr redis.Error
 	if errors.As(err, &replyErr) && strings.Contains(strings.ToLower(err.Error()), "unknown command") {

@@ -26,35 +26,12 @@ const SentinelScheme = "redis-sentinel"
 // redis.NewFailoverClient). Errors name the part that is wrong and never
 // quote the password.
 func ParseSentinelURL(s string) (*redis.FailoverOptions, error) {
-	rest, ok := strings.CutPrefix(s, SentinelScheme+"://")
-	if !ok {
-		return nil, fmt.Errorf("sentinel URL: want %s://host:port[,host:port...]/master[/db]", SentinelScheme)
+	u, err := parseAddrList("sentinel", SentinelScheme, s)
+	if err != nil {
+		return nil, err
 	}
-	rest, rawQuery, _ := strings.Cut(rest, "?")
-	o := &redis.FailoverOptions{}
-	if at := strings.LastIndex(rest, "@"); at >= 0 {
-		user, pass, _ := strings.Cut(rest[:at], ":")
-		var err error
-		if o.Username, err = url.PathUnescape(user); err != nil {
-			return nil, fmt.Errorf("sentinel URL user: %w", err)
-		}
-		if o.Password, err = url.PathUnescape(pass); err != nil {
-			return nil, fmt.Errorf("sentinel URL password: %w", err)
-		}
-		rest = rest[at+1:]
-	}
-	hosts, path, _ := strings.Cut(rest, "/")
-	for _, h := range strings.Split(hosts, ",") {
-		host, port, err := net.SplitHostPort(h)
-		if err != nil || host == "" {
-			return nil, fmt.Errorf("sentinel URL address %q: want host:port", h)
-		}
-		if p, err := strconv.Atoi(port); err != nil || p <= 0 || p > 65535 {
-			return nil, fmt.Errorf("sentinel URL address %q: bad port", h)
-		}
-		o.SentinelAddrs = append(o.SentinelAddrs, h)
-	}
-	parts := strings.Split(strings.Trim(path, "/"), "/")
+	o := &redis.FailoverOptions{Username: u.user, Password: u.password, SentinelAddrs: u.addrs}
+	parts := strings.Split(strings.Trim(u.path, "/"), "/")
 	if parts[0] == "" || len(parts) > 2 {
 		return nil, fmt.Errorf("sentinel URL: want the master name after the addresses: /master[/db]")
 	}
@@ -66,8 +43,52 @@ func ParseSentinelURL(s string) (*redis.FailoverOptions, error) {
 		}
 		o.DB = db
 	}
-	if rawQuery != "" {
-		return nil, fmt.Errorf("sentinel URL query %q: no parameters are known", rawQuery)
-	}
 	return o, nil
+}
+
+// addrList is a parsed scheme://[user:password@]host:port[,host:port...]/path
+// URL (see parseAddrList).
+type addrList struct {
+	user, password string
+	addrs          []string
+	path           string // after the addresses, without the first "/"
+}
+
+// parseAddrList parses a URL of scheme listing several addresses; kind
+// names it in errors, which never quote the password. Query parameters
+// are refused: none is known.
+func parseAddrList(kind, scheme, s string) (addrList, error) {
+	var u addrList
+	rest, ok := strings.CutPrefix(s, scheme+"://")
+	if !ok {
+		return u, fmt.Errorf("%s URL: want %s://host:port[,host:port...]/...", kind, scheme)
+	}
+	rest, rawQuery, _ := strings.Cut(rest, "?")
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		user, pass, _ := strings.Cut(rest[:at], ":")
+		var err error
+		if u.user, err = url.PathUnescape(user); err != nil {
+			return u, fmt.Errorf("%s URL user: %w", kind, err)
+		}
+		if u.password, err = url.PathUnescape(pass); err != nil {
+			return u, fmt.Errorf("%s URL password: not escaped correctly", kind)
+		}
+		rest = rest[at+1:]
+	}
+	hosts, path, _ := strings.Cut(rest, "/")
+	u.path = path
+	for _, h := range strings.Split(hosts, ",") {
+		host, port, err := net.SplitHostPort(h)
+		if err != nil || host == "" {
+			return u, fmt.Errorf("%s URL address %q: want host:port", kind, h)
+		}
+		if p, err := strconv.Atoi(port); err != nil || p <= 0 || p > 65535 {
+			return u, fmt.Errorf("%s URL address %q: bad port", kind, h)
+		}
+		u.addrs = append(u.addrs, h)
+	}
+	if rawQuery != "" {
+		return u, fmt.Errorf("%s URL query %q: no parameters are known", kind, rawQuery)
+	}
+	return u, nil
 }

@@ -19,8 +19,8 @@ import (
 // them with every other key under Prefix. Like the entry's own keys, they
 // carry no Redis Cluster hash tag: they follow the entry's key naming.
 
-func (r *Redis) obsKey(key string) string { return r.cfg.Prefix + "o:" + key }
-func (r *Redis) fitKey(key string) string { return r.cfg.Prefix + "f:" + key }
+func (r *Redis) obsKey(key string) string { return r.cfg.Prefix + "o:" + r.slotted(key) }
+func (r *Redis) fitKey(key string) string { return r.cfg.Prefix + "f:" + r.slotted(key) }
 
 // addObservationScript appends ARGV[1] to the list KEYS[2], keeps its newest
 // ARGV[2] elements, gives it the remaining TTL of the entry KEYS[1] and

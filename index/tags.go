@@ -203,6 +203,19 @@ end
 return #KEYS
 `)
 
+// clusterTagScript is tagScript for one set on a Redis Cluster, where a
+// script may touch only keys of its own hash slot: it adds ARGV[1] to
+// KEYS[1] and raises its expiry to ARGV[2] ms, without trimming dead
+// members (their entries live in other slots). A set there holds every
+// member tagged within its lifetime, at most the longest entry TTL.
+var clusterTagScript = redis.NewScript(`
+redis.call('SADD', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 1
+`)
+
 // Tag records that the entry under key carries tags: SADD of key to each
 // tag's set, whose expiry is raised to at least ttl (> 0; pass the entry's
 // TTL or more), atomically. Tagging a key that does not exist is not an
@@ -219,6 +232,18 @@ func (r *Redis) Tag(ctx context.Context, key string, tags []string, ttl time.Dur
 		keys[i] = r.tagKey(t)
 	}
 	ms := max(ttl.Milliseconds(), 1)
+	if r.cluster {
+		_, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, k := range keys {
+				clusterTagScript.Eval(ctx, p, []string{k}, key, strconv.FormatInt(ms, 10)) // EVAL: a pipeline cannot fall back from EVALSHA
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("redis tag script: %w", err)
+		}
+		return nil
+	}
 	if err := tagScript.Run(ctx, r.rdb, keys, key, strconv.FormatInt(ms, 10), r.cfg.Prefix+"e:", tagTrimSample).Err(); err != nil {
 		return fmt.Errorf("redis tag script: %w", err)
 	}
@@ -232,7 +257,8 @@ const tagBatch = 500
 // DeleteTag deletes every entry carrying tag, from both tiers, and returns
 // how many existed. It walks the tag's set with SSCAN; per batch, one
 // MULTI/EXEC deletes the entries' keys (with their verification state, see
-// AddObservation) and removes those members from the set, so a failure
+// AddObservation) and removes those members from the set (on a Cluster a
+// plain pipeline, whose keys span hash slots), so a failure
 // part-way leaves the rest of the set for a retry. An entry tagged while
 // DeleteTag runs may survive it.
 func (r *Redis) DeleteTag(ctx context.Context, tag string) (int, error) {
@@ -246,7 +272,11 @@ func (r *Redis) DeleteTag(ctx context.Context, tag string) (int, error) {
 		}
 		if len(members) > 0 {
 			dels := make([]*redis.IntCmd, len(members))
-			_, err := r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			pipelined := r.rdb.TxPipelined
+			if r.cluster {
+				pipelined = r.rdb.Pipelined // a batch's keys span hash slots; each DEL stays in one
+			}
+			_, err := pipelined(ctx, func(p redis.Pipeliner) error {
 				for i, k := range members {
 					dels[i] = p.Del(ctx, r.exactKey(k), r.vectorKey(k))
 					p.Del(ctx, r.obsKey(k), r.fitKey(k))

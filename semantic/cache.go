@@ -519,8 +519,16 @@ func (c *Cache) settleMiss(ctx context.Context, miss Result, id Identity, o Opti
 // with the answer (an exact-mode request still makes its entry findable by
 // later semantic requests).
 func (c *Cache) wantsVector(id Identity, o Options) bool {
+	if x, ok := c.store.(exactOnly); ok && x.ExactOnly() {
+		return false
+	}
 	return id.Semantic && len(id.Prompt) <= c.cfg.MaxEmbedBytes && (!o.NoStore || (o.Mode != ModeExact && !o.SkipLookup))
 }
+
+// exactOnly is implemented by stores that may keep the exact tier only
+// (index.Redis on a Cluster): the cache then embeds nothing, since no
+// vector could be found again.
+type exactOnly interface{ ExactOnly() bool }
 
 // keep stores up under id with vec when it is a complete answer (see
 // Cacheable) and o allows it, and reports whether it did. stream is the

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -142,5 +143,45 @@ func TestSentinelFailover(t *testing.T) {
 		slices.Sort(lat[i])
 		t.Logf("failover | %s | %d requests | %d errors | p50 %v | p99 %v | max %v", name, len(lat[i]), phaseEr[i],
 			percentile(lat[i], 0.5).Round(time.Microsecond), percentile(lat[i], 0.99).Round(time.Microsecond), lat[i][len(lat[i])-1].Round(time.Microsecond))
+	}
+}
+
+// TestServeOnRedisCluster runs `semcache serve --redis-url
+// redis-cluster://` on a three-node Redis Cluster of Debian's redis-server:
+// the exact tier works across shards (MISS, then HIT), the semantic tier is
+// off (a rephrased question is a MISS, not a lookup error), and the start
+// says so.
+func TestServeOnRedisCluster(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	cfg, err := parseServe([]string{"--listen", "127.0.0.1:0", "--backend", "redis", "--redis-url", cl.URL(),
+		"--sim-latency", "0s", "--sim-per-token-latency", "0s"}, env(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, logs, stop := startServe(t, cfg)
+	defer stop()
+	client := &http.Client{Timeout: 30 * time.Second}
+	for i := range 20 {
+		q := fmt.Sprintf("How do I reset the password of account number %d?", i)
+		for _, want := range []string{"MISS", "HIT"} {
+			if s, _, err := ask(client, base, q); err != nil || s != want {
+				t.Fatalf("%q: %s %v, want %s\n%s", q, s, err, want, logs)
+			}
+		}
+	}
+	if s, _, err := ask(client, base, "how do i reset the password of account number 3, please?"); err != nil || s != "MISS" {
+		t.Errorf("a rephrased question: %s %v, want a MISS (no semantic tier on a Cluster)", s, err)
+	}
+	var stats struct {
+		LookupErrors int64 `json:"lookup_errors"`
+		StoreErrors  int64 `json:"store_errors"`
+		ExactHits    int64 `json:"exact_hits"`
+	}
+	getJSON(t, base+"/api/v1/cache/stats", &stats)
+	if stats.LookupErrors != 0 || stats.StoreErrors != 0 || stats.ExactHits != 20 {
+		t.Errorf("stats %+v: want 20 exact hits and no errors", stats)
+	}
+	if !strings.Contains(logs.String(), "exact tier only") {
+		t.Errorf("the start does not say the semantic tier is off:\n%s", logs)
 	}
 }

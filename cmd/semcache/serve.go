@@ -200,7 +200,7 @@ func parseServe(args []string, getenv func(string) string, help io.Writer) (serv
 	fs.StringVar(&c.upstream, "upstream", "", "OpenAI-compatible base URL, e.g. https://api.openai.com/v1; empty runs the built-in simulated upstream")
 	boolFlag(fs, &c.enabled, "cache", true, "cache enabled; false makes semcache a pure pass-through (rollback switch)")
 	fs.StringVar(&c.backend, "backend", "memory", "cache backend: memory (in-process LRU + HNSW) or redis (Redis Stack / RediSearch, shared by replicas)")
-	fs.StringVar(&c.redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis server for --backend redis (needs the RediSearch module for the semantic tier)")
+	fs.StringVar(&c.redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis server for --backend redis (needs the RediSearch module for the semantic tier): redis://host:port/db, redis-sentinel://host:port,host:port/master/db, or redis-cluster://host:port,host:port (exact tier only)")
 	fs.StringVar(&c.redisPrefix, "redis-prefix", "semcache:", "prefix of every key and of the index name this cache writes in Redis")
 	intFlag(fs, &c.redisPoolSize, "redis-pool-size", 0, "Redis connection pool size; 0 means 10 per CPU")
 	durationFlag(fs, &c.redisTimeout, "redis-timeout", 500*time.Millisecond, "Redis read and write timeout: the longest Redis can delay a request before the cache fails open")
@@ -339,13 +339,18 @@ func (c *serveConfig) validate() error {
 				return fmt.Errorf("--%s applies only to --backend memory (the backend is redis)", f)
 			}
 		}
-		if strings.HasPrefix(c.redisURL, index.SentinelScheme+"://") {
+		switch {
+		case strings.HasPrefix(c.redisURL, index.SentinelScheme+"://"):
 			if _, err := index.ParseSentinelURL(c.redisURL); err != nil {
 				return fmt.Errorf("--redis-url %q: %v", redactURL(c.redisURL), err)
 			}
-		} else {
+		case strings.HasPrefix(c.redisURL, index.ClusterScheme+"://"):
+			if _, err := index.ParseClusterURL(c.redisURL); err != nil {
+				return fmt.Errorf("--redis-url %q: %v", redactURL(c.redisURL), err)
+			}
+		default:
 			if !strings.HasPrefix(c.redisURL, "redis://") && !strings.HasPrefix(c.redisURL, "rediss://") {
-				return fmt.Errorf("--redis-url %q: want redis://host:port/db or redis-sentinel://host:port,host:port/master/db", redactURL(c.redisURL))
+				return fmt.Errorf("--redis-url %q: want redis://host:port/db, redis-sentinel://host:port,host:port/master/db or redis-cluster://host:port,host:port", redactURL(c.redisURL))
 			}
 			if _, err := redis.ParseURL(c.redisURL); err != nil {
 				return fmt.Errorf("--redis-url %q: want redis://host:port/db", redactURL(c.redisURL))
@@ -849,6 +854,10 @@ func (c *serveConfig) newStore(ctx context.Context, emb semantic.Embedder, log *
 		}
 		if err != nil {
 			return nil, fmt.Errorf("redis backend: %w", err)
+		}
+		if r.ExactOnly() {
+			log.Warn("redis cluster: exact tier only; the semantic tier needs a vector index across shards (the RediSearch coordinator or Redis Enterprise), which semcache does not use on a Cluster")
+			return r, nil
 		}
 		if !r.Ready() {
 			log.Warn("redis backend not ready (server down or RediSearch module missing): exact tier only until it is, retrying", "index", r.IndexName())

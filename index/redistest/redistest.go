@@ -182,6 +182,62 @@ func (s *Sentinels) URL() string {
 	return "redis-sentinel://" + strings.Join(addrs, ",") + "/" + s.MasterName + "/0"
 }
 
+// Cluster is a Redis Cluster of primaries only, each a redis-server with
+// cluster-enabled on a free loopback port, holding an equal share of the
+// 16384 hash slots.
+type Cluster struct {
+	Servers []*Server
+}
+
+// StartCluster starts n (>= 1) cluster nodes, assigns the slots (CLUSTER
+// ADDSLOTSRANGE), joins them (CLUSTER MEET) and waits until every node
+// reports cluster_state:ok and knows the others.
+func StartCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	out := &Cluster{}
+	for range n {
+		dir := t.TempDir()
+		s := &Server{t: t, Port: freePort(t), extra: []string{"--cluster-enabled", "yes",
+			"--cluster-config-file", dir + "/nodes.conf", "--dir", dir, "--cluster-node-timeout", "5000"}}
+		s.Restart()
+		t.Cleanup(s.Stop)
+		out.Servers = append(out.Servers, s)
+	}
+	ctx := context.Background()
+	clients := make([]*redis.Client, n)
+	for i, s := range out.Servers {
+		clients[i] = redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", s.Port), MaxRetries: -1})
+		defer clients[i].Close()
+		lo, hi := i*16384/n, (i+1)*16384/n-1
+		if err := clients[i].Do(ctx, "CLUSTER", "ADDSLOTSRANGE", lo, hi).Err(); err != nil {
+			t.Fatalf("CLUSTER ADDSLOTSRANGE %d %d on node %d: %v", lo, hi, i, err)
+		}
+	}
+	for _, s := range out.Servers[1:] {
+		if err := clients[0].ClusterMeet(ctx, "127.0.0.1", strconv.Itoa(s.Port)).Err(); err != nil {
+			t.Fatalf("CLUSTER MEET: %v", err)
+		}
+	}
+	for _, c := range clients {
+		waitFor(t, 30*time.Second, func() bool {
+			info, err := c.ClusterInfo(ctx).Result()
+			return err == nil && strings.Contains(info, "cluster_state:ok") &&
+				strings.Contains(info, fmt.Sprintf("cluster_known_nodes:%d", n))
+		}, "the cluster to form")
+	}
+	return out
+}
+
+// URL returns the cluster URL semcache accepts:
+// redis-cluster://127.0.0.1:P1,127.0.0.1:P2,....
+func (c *Cluster) URL() string {
+	var addrs []string
+	for _, s := range c.Servers {
+		addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", s.Port))
+	}
+	return "redis-cluster://" + strings.Join(addrs, ",")
+}
+
 // waitFor polls ok every 20 ms until it holds; the deadline only stops a
 // hung test and asserts nothing about speed.
 func waitFor(t testing.TB, deadline time.Duration, ok func() bool, what string) {

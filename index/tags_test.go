@@ -447,7 +447,11 @@ func TestRedisTagSetsStayBounded(t *testing.T) {
 	if evicted < 1000 {
 		t.Fatalf("only %d keys evicted: the test did not run under memory pressure", evicted)
 	}
-	if live == 0 || float64(len(members)) > 1.5*float64(live)+tagTrimSample {
+	// The set is a key too: allkeys-lru may evict it (LRU clocks have a
+	// 1 s resolution, so it ties with the entries written in the same
+	// second), after which it restarts from the next Tag. The bound must
+	// hold either way.
+	if float64(len(members)) > 1.5*float64(live)+tagTrimSample {
 		t.Errorf("tag set of %d members for %d live entries, want at most 1.5x", len(members), live)
 	}
 }

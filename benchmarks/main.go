@@ -55,6 +55,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		run = runLoadCommand
 	case "meaning":
 		run = runMeaningCommand
+	case "generalise":
+		run = runGeneraliseCommand
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usageText)
 		return exitOK

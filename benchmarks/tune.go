@@ -571,27 +571,34 @@ func runTune(ctx context.Context, o tuneOptions, emb embedder) (*TuneReport, err
 	if err != nil {
 		return nil, err
 	}
+	rep, _, err := tuneOn(ctx, o, ths, data, emb)
+	return rep, err
+}
+
+// tuneOn is runTune on loaded data and a threshold sweep; it also returns
+// each query's outcome, for further bootstrap intervals.
+func tuneOn(ctx context.Context, o tuneOptions, ths []float64, data *tuneData, emb embedder) (*TuneReport, []outcome, error) {
 	wv, err := embedAll(ctx, emb, data.Warm)
 	if err != nil {
-		return nil, fmt.Errorf("embed warm set: %w", err)
+		return nil, nil, fmt.Errorf("embed warm set: %w", err)
 	}
 	qv, err := embedAll(ctx, emb, data.Queries)
 	if err != nil {
-		return nil, fmt.Errorf("embed queries: %w", err)
+		return nil, nil, fmt.Errorf("embed queries: %w", err)
 	}
 	if len(wv[0]) != len(qv[0]) {
-		return nil, fmt.Errorf("warm vectors have dimension %d, query vectors %d", len(wv[0]), len(qv[0]))
+		return nil, nil, fmt.Errorf("warm vectors have dimension %d, query vectors %d", len(wv[0]), len(qv[0]))
 	}
 	backend := cmp.Or(o.Backend, backendExact)
 	nn, err := nearest(ctx, backend, o, emb.Fingerprint(), qv, wv)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	outs := judge(data.Warm, data.Queries, nn, data.OOSLabel)
 	var flagged int
 	if o.Guards {
 		if flagged, err = applyGuards(ctx, emb, outs, data.Warm, data.Queries, nn, o.GuardKinds); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	rows := sweep(outs, ths)
@@ -635,7 +642,7 @@ func runTune(ctx context.Context, o tuneOptions, emb embedder) (*TuneReport, err
 			rep.Answerable++
 		}
 	}
-	return rep, nil
+	return rep, outs, nil
 }
 
 // nearest finds every query vector's nearest warm vector with the named

@@ -95,6 +95,11 @@ type Model struct {
 	// Rows maps a bucket to its trained row of length Params.Dim. Buckets
 	// not in Rows have their initial value, [InitRow](Params.Seed, bucket).
 	Rows map[uint32][]float32
+	// Threshold is the cosine similarity at which training measured
+	// precision 0.95 on held-out data (see train.Result), the default
+	// threshold of a cache serving with this model; 0 when none was
+	// measured.
+	Threshold float32
 
 	// sum is the SHA-256 checksum of the file the model was read from or
 	// last written to; zero until then.
@@ -119,15 +124,27 @@ const (
 //	buckets, dim, minN, maxN, lexDim uint32
 //	seed     uint64
 //	alpha    float32
+//	threshold float32 (version 2 and later; Model.Threshold)
 //	encoding uint8   (RowEncoding)
 //	count    uint32  number of stored rows
 //	count ×  { bucket uint32; row }  row: Dim float32, or float32 scale + Dim int8
 //	sha256   [32]byte of everything above
+//
+// Version 1 has no threshold; this build reads versions 1 and 2 and writes
+// 2, and refuses a later version, which it cannot know how to read.
 const (
 	modelMagic   = "SEMCEMB\x00"
-	modelVersion = 1
-	headerSize   = 8 + 4 + 5*4 + 8 + 4 + 1 + 4
+	modelVersion = 2
+	headerSizeV1 = 8 + 4 + 5*4 + 8 + 4 + 1 + 4
 )
+
+// headerSize is the header length of a file of version v.
+func headerSize(v uint32) int {
+	if v >= 2 {
+		return headerSizeV1 + 4
+	}
+	return headerSizeV1
+}
 
 // WriteModel writes m to w with rows in enc, in increasing bucket order, so
 // the same model always gives the same bytes.
@@ -149,6 +166,10 @@ func WriteModel(w io.Writer, m *Model, enc RowEncoding) error {
 	}
 	buf.Write(le.AppendUint64(nil, p.Seed))
 	put32(math.Float32bits(p.Alpha))
+	if th := m.Threshold; th != 0 && !(th > 0 && th <= 1) {
+		return fmt.Errorf("write model: threshold %v: want a cosine similarity in (0, 1], or 0 for none", th)
+	}
+	put32(math.Float32bits(m.Threshold))
 	buf.WriteByte(byte(enc))
 	keys := make([]uint32, 0, len(m.Rows))
 	for k := range m.Rows {
@@ -236,14 +257,19 @@ func parseModel(data []byte) (*Model, error) {
 	if len(data) < len(modelMagic) || string(data[:len(modelMagic)]) != modelMagic {
 		return nil, bad("not a semcache embedder model (bad magic)")
 	}
-	if len(data) < headerSize+sha256.Size {
-		return nil, bad("truncated: %d bytes, header alone needs %d", len(data), headerSize+sha256.Size)
+	if len(data) < headerSizeV1+sha256.Size {
+		return nil, bad("truncated: %d bytes, header alone needs %d", len(data), headerSizeV1+sha256.Size)
 	}
 	le := binary.LittleEndian
 	off := len(modelMagic)
 	get32 := func() uint32 { v := le.Uint32(data[off:]); off += 4; return v }
-	if v := get32(); v != modelVersion {
-		return nil, bad("version %d, this semcache reads version %d", v, modelVersion)
+	version := get32()
+	if version < 1 || version > modelVersion {
+		return nil, bad("version %d, this semcache reads versions 1 to %d (a newer semcache wrote it?)", version, modelVersion)
+	}
+	headerSize := headerSize(version)
+	if len(data) < headerSize+sha256.Size {
+		return nil, bad("truncated: %d bytes, header alone needs %d", len(data), headerSize+sha256.Size)
 	}
 	var p ModelParams
 	for _, f := range []*int{&p.Buckets, &p.Dim, &p.MinN, &p.MaxN, &p.LexDim} {
@@ -252,6 +278,13 @@ func parseModel(data []byte) (*Model, error) {
 	p.Seed = le.Uint64(data[off:])
 	off += 8
 	p.Alpha = math.Float32frombits(get32())
+	var threshold float32
+	if version >= 2 {
+		threshold = math.Float32frombits(get32())
+		if threshold != 0 && !(threshold > 0 && threshold <= 1) {
+			return nil, bad("threshold %v: want a cosine similarity in (0, 1], or 0 for none", threshold)
+		}
+	}
 	enc := RowEncoding(data[off])
 	off++
 	count := int(get32())
@@ -284,7 +317,7 @@ func parseModel(data []byte) (*Model, error) {
 	if !bytes.Equal(sum[:], data[want-sha256.Size:]) {
 		return nil, bad("checksum mismatch (file corrupt)")
 	}
-	m := &Model{Params: p, Rows: make(map[uint32][]float32, count), sum: sum}
+	m := &Model{Params: p, Rows: make(map[uint32][]float32, count), Threshold: threshold, sum: sum}
 	for range count {
 		k := get32()
 		if int(k) >= p.Buckets {

@@ -3,10 +3,13 @@ package embedding
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"hash/fnv"
+	"io"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -155,11 +158,12 @@ func TestReadModelRejects(t *testing.T) {
 	}{
 		{"empty", nil, "bad magic"},
 		{"wrong magic", mutate(func(b []byte) []byte { b[0] = 'X'; return b }), "bad magic"},
-		{"wrong version", mutate(func(b []byte) []byte { binary.LittleEndian.PutUint32(b[8:], 2); return b }), "version 2"},
+		{"newer version", mutate(func(b []byte) []byte { binary.LittleEndian.PutUint32(b[8:], 3); return b }), "version 3"},
+		{"version 0", mutate(func(b []byte) []byte { binary.LittleEndian.PutUint32(b[8:], 0); return b }), "version 0"},
 		{"header only", good[:20], "truncated"},
 		{"truncated rows", good[:len(good)-1], "truncated"},
 		{"trailing bytes", append(bytes.Clone(good), 0), "trailing"},
-		{"corrupt row", mutate(func(b []byte) []byte { b[headerSize+10] ^= 0x40; return b }), "checksum mismatch"},
+		{"corrupt row", mutate(func(b []byte) []byte { b[headerSize(modelVersion)+10] ^= 0x40; return b }), "checksum mismatch"},
 		{"corrupt checksum", mutate(func(b []byte) []byte { b[len(b)-1] ^= 1; return b }), "checksum mismatch"},
 		{"bad params", mutate(func(b []byte) []byte { binary.LittleEndian.PutUint32(b[16:], 0); return b }), "dim 0"},
 	}
@@ -173,6 +177,40 @@ func TestReadModelRejects(t *testing.T) {
 				t.Errorf("err = %q, want it to mention %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestModelThresholdAndVersion1 checks that the threshold survives a write
+// and a read, that an out-of-range one is refused both ways, and that a
+// version 1 file (no threshold) still loads, with threshold 0.
+func TestModelThresholdAndVersion1(t *testing.T) {
+	m := smallBagModel(0)
+	m.Threshold = 0.83
+	got, err := ReadModel(bytes.NewReader(encode(t, m, Float32Rows)))
+	if err != nil || got.Threshold != 0.83 {
+		t.Fatalf("threshold after a round trip: %v %v, want 0.83", got, err)
+	}
+	m.Threshold = 1.5
+	if err := WriteModel(io.Discard, m, Float32Rows); err == nil {
+		t.Error("WriteModel accepted threshold 1.5")
+	}
+	m.Threshold = 0.83
+	v2 := encode(t, m, Float32Rows)
+	bad := bytes.Clone(v2)
+	binary.LittleEndian.PutUint32(bad[headerSizeV1-5:], math.Float32bits(-0.5)) // the threshold field
+	sum := sha256.Sum256(bad[:len(bad)-sha256.Size])
+	copy(bad[len(bad)-sha256.Size:], sum[:])
+	if _, err := ReadModel(bytes.NewReader(bad)); !errors.Is(err, ErrModelFile) || !strings.Contains(err.Error(), "threshold") {
+		t.Errorf("threshold -0.5 in the file: %v, want ErrModelFile naming the threshold", err)
+	}
+	// Version 1: the same bytes without the threshold field.
+	v1 := slices.Concat(v2[:headerSizeV1-5], v2[headerSizeV1-1:len(v2)-sha256.Size])
+	binary.LittleEndian.PutUint32(v1[8:], 1)
+	sum = sha256.Sum256(v1)
+	v1 = append(v1, sum[:]...)
+	got, err = ReadModel(bytes.NewReader(v1))
+	if err != nil || got.Threshold != 0 || len(got.Rows) != len(m.Rows) {
+		t.Fatalf("version 1 file: %v %v, want it read with threshold 0", got, err)
 	}
 }
 

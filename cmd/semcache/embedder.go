@@ -119,7 +119,7 @@ type trainOptions struct {
 	formatSet                 bool
 	out                       string
 	cfg                       train.Config
-	alpha                     float64
+	alpha                     string
 	float32Rows               bool
 	oosLabel                  string
 }
@@ -139,7 +139,7 @@ func trainFlags(o *trainOptions) *flag.FlagSet {
 	fs.IntVar(&o.cfg.Params.Buckets, "buckets", embedding.DefaultTrainedBuckets, "number of hashed feature rows")
 	fs.IntVar(&o.cfg.Params.Dim, "dim", embedding.DefaultTrainedDim, "length of each learned row")
 	fs.Uint64Var(&o.cfg.Params.Seed, "seed", 1, "seed of the initial rows, the dev split and the batch order")
-	fs.Float64Var(&o.alpha, "alpha", 0, "weight in [0, 1) of the lexical similarity mixed into the served vector; 0: learned only")
+	fs.StringVar(&o.alpha, "alpha", "auto", "weight in [0, 1) of the lexical similarity mixed into the served vector (0: learned only), or auto: chosen among 0, 0.25, 0.5, 0.75 on held-out labels (trains twice; docs/trained-embedder.md)")
 	fs.IntVar(&o.cfg.Epochs, "epochs", train.DefaultEpochs, "passes over the data")
 	fs.IntVar(&o.cfg.BatchSize, "batch", train.DefaultBatchSize, "positive pairs per step")
 	fs.Float64Var(&o.cfg.Temperature, "temperature", train.DefaultTemperature, "InfoNCE temperature")
@@ -193,7 +193,14 @@ func embedderTrain(ctx context.Context, args []string, stdout, stderr io.Writer)
 	case out == "":
 		return &usageErr{"--out is required"}
 	}
-	cfg.Params.Alpha = float32(alpha)
+	var cal train.CalibrateConfig
+	if alpha != "auto" {
+		a, err := strconv.ParseFloat(alpha, 64)
+		if err != nil || !(a >= 0 && a < 1) {
+			return &usageErr{fmt.Sprintf("--alpha %q: want auto or a number in [0, 1)", alpha)}
+		}
+		cal.Alphas = []float64{a}
+	}
 	cfg.Seed = cfg.Params.Seed
 	cfg.Progress = stderr
 	var examples []train.Example
@@ -209,7 +216,7 @@ func embedderTrain(ctx context.Context, args []string, stdout, stderr io.Writer)
 		examples = append(examples, exs...)
 	}
 	start := time.Now()
-	res, err := train.Train(ctx, examples, cfg)
+	res, err := train.Calibrate(ctx, examples, cfg, cal)
 	if err != nil {
 		return err
 	}
@@ -224,8 +231,12 @@ func embedderTrain(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return fmt.Errorf("re-read %s: %w", out, err)
 	}
-	fmt.Fprintf(stdout, "wrote %s: %d trained rows, best epoch %d, trained in %s\nfingerprint %s\n",
-		out, len(res.Model.Rows), res.BestEpoch, time.Since(start).Round(time.Millisecond), emb.Fingerprint())
+	threshold := "none measured (serve needs --threshold)"
+	if t := res.Model.Threshold; t > 0 {
+		threshold = fmt.Sprintf("%.2f (precision %.2f on held-out data; serve's default)", t, train.DefaultServePrecision)
+	}
+	fmt.Fprintf(stdout, "wrote %s: %d trained rows, best epoch %d, lexical mix α %.2f, threshold %s, trained in %s\nfingerprint %s\n",
+		out, len(res.Model.Rows), res.BestEpoch, res.Model.Params.Alpha, threshold, time.Since(start).Round(time.Millisecond), emb.Fingerprint())
 	return nil
 }
 

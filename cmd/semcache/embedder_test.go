@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -53,6 +54,36 @@ func TestEmbedderTrainWritesModel(t *testing.T) {
 	}
 	if cached.Fingerprint() != emb.Fingerprint() || cached.Dim() != 16+embedding.DefaultLocalDim {
 		t.Errorf("serve embedder %q dim %d, want %q dim %d", cached.Fingerprint(), cached.Dim(), emb.Fingerprint(), 16+embedding.DefaultLocalDim)
+	}
+}
+
+// TestServeTakesTheModelThreshold: without --threshold, serve uses the
+// threshold stored in the model file, and refuses a model that has none
+// with an error naming --threshold; --threshold still wins.
+func TestServeTakesTheModelThreshold(t *testing.T) {
+	dir := t.TempDir()
+	m := &embedding.Model{Params: embedding.ModelParams{Buckets: 64, Dim: 4}.WithDefaults(), Threshold: 0.83}
+	with, without := filepath.Join(dir, "with.sem"), filepath.Join(dir, "without.sem")
+	if err := embedding.SaveModel(with, m, embedding.Float32Rows); err != nil {
+		t.Fatal(err)
+	}
+	m.Threshold = 0
+	if err := embedding.SaveModel(without, m, embedding.Float32Rows); err != nil {
+		t.Fatal(err)
+	}
+	c, err := parseServe([]string{"--embedder", "trained", "--embedder-model", with}, env(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.thresholdValue(); math.Abs(got-0.83) > 1e-6 {
+		t.Errorf("threshold %v, want the model's 0.83", got)
+	}
+	c, err = parseServe([]string{"--embedder", "trained", "--embedder-model", with, "--threshold", "0.9"}, env(nil), &bytes.Buffer{})
+	if err != nil || c.thresholdValue() != 0.9 {
+		t.Errorf("--threshold 0.9 with a model threshold: %v %v, want 0.9", c.thresholdValue(), err)
+	}
+	if _, err := parseServe([]string{"--embedder", "trained", "--embedder-model", without}, env(nil), &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "--threshold") {
+		t.Errorf("a model without a threshold: %v, want an error naming --threshold", err)
 	}
 }
 

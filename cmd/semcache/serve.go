@@ -34,28 +34,31 @@ import (
 // threshold"). The openai embedder has no default: we cannot measure a
 // remote model offline, and a guessed number is how other caches serve
 // wrong answers, so --threshold is required with it under the static
-// policy (the adaptive one takes none). The trained embedder
-// has none either: its threshold depends on the model and the operator's
-// data (measure it with `semcache bench tune --embedder trained`).
+// policy (the adaptive one takes none). The trained embedder's default is
+// the threshold stored in its model file, measured by `semcache embedder
+// train` on held-out data at precision 0.95 (serveConfig.modelThreshold).
 var defaultThreshold = map[string]float64{
 	"local": localDefaultThreshold,
 }
 
 // serveConfig is everything `semcache serve` is configured with.
 type serveConfig struct {
-	listen         string
-	upstream       string
-	upstreamKey    string // from SEMCACHE_UPSTREAM_API_KEY only
-	adminToken     string // from SEMCACHE_ADMIN_TOKEN only; empty disables the admin endpoints
-	enabled        bool
-	backend        string
-	redisURL       string
-	redisPrefix    string
-	redisPoolSize  int
-	redisTimeout   time.Duration
-	redisDialTO    time.Duration
-	redisRetries   int
-	leaseTTL       time.Duration
+	listen        string
+	upstream      string
+	upstreamKey   string // from SEMCACHE_UPSTREAM_API_KEY only
+	adminToken    string // from SEMCACHE_ADMIN_TOKEN only; empty disables the admin endpoints
+	enabled       bool
+	backend       string
+	redisURL      string
+	redisPrefix   string
+	redisPoolSize int
+	redisTimeout  time.Duration
+	redisDialTO   time.Duration
+	redisRetries  int
+	leaseTTL      time.Duration
+	// modelThreshold is the threshold stored in the --embedder-model
+	// file, read by validate; 0 when none.
+	modelThreshold float64
 	leaseWait      time.Duration
 	indexKind      string
 	embedder       string
@@ -384,8 +387,21 @@ func (c *serveConfig) validate() error {
 	default:
 		return fmt.Errorf("--embedder %q: want local, openai or trained", c.embedder)
 	}
+	if c.threshold == "" && c.embedder == "trained" && c.policy != "adaptive" {
+		// The model file carries the threshold its training measured
+		// (precision 0.95 on held-out data); a file of an older semcache
+		// has none.
+		m, err := embedding.LoadModel(c.embedderModel)
+		if err != nil {
+			return fmt.Errorf("--embedder-model %s: %w", c.embedderModel, err)
+		}
+		if m.Threshold == 0 {
+			return fmt.Errorf("--threshold is required: the model %s carries no measured threshold (it was trained by an older semcache); retrain it, or measure one with `semcache bench tune --embedder trained`", c.embedderModel)
+		}
+		c.modelThreshold = float64(m.Threshold)
+	}
 	if c.threshold == "" {
-		if _, ok := defaultThreshold[c.embedder]; !ok && c.policy != "adaptive" {
+		if _, ok := defaultThreshold[c.embedder]; !ok && c.policy != "adaptive" && c.modelThreshold == 0 {
 			return fmt.Errorf("--threshold is required with --embedder %s: semcache has no measured default for a remote or trained model; measure one with `semcache bench tune` on your data (or use --policy adaptive)", c.embedder)
 		}
 	} else if t, err := strconv.ParseFloat(c.threshold, 64); err != nil || !(t > 0 && t <= 1) {
@@ -652,6 +668,9 @@ func (c *serveConfig) thresholdValue() float64 {
 		return c.floor
 	}
 	if c.threshold == "" {
+		if c.modelThreshold > 0 {
+			return c.modelThreshold
+		}
 		return defaultThreshold[c.embedder]
 	}
 	t, _ := strconv.ParseFloat(c.threshold, 64)

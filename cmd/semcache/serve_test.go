@@ -87,7 +87,7 @@ func TestParseServeRejects(t *testing.T) {
 		{"openai without threshold", []string{"--embedder", "openai", "--embedder-url", "http://127.0.0.1:1/v1", "--embedder-model", "m", "--embedder-dim", "8"}, nil, "--threshold is required"},
 		{"trained without model", []string{"--embedder", "trained", "--threshold", "0.8"}, nil, "--embedder-model"},
 		{"trained with dim", []string{"--embedder", "trained", "--embedder-model", "m.sem", "--embedder-dim", "8", "--threshold", "0.8"}, nil, "--embedder-dim"},
-		{"trained without threshold", []string{"--embedder", "trained", "--embedder-model", "m.sem"}, nil, "--threshold is required"},
+		{"trained model missing", []string{"--embedder", "trained", "--embedder-model", "m.sem"}, nil, "--embedder-model m.sem"},
 		{"bad normalize", []string{"--normalize", "nfc,stem"}, nil, "stem"},
 		{"bad upstream", []string{"--upstream", "api.openai.com"}, nil, "--upstream"},
 		{"bad log level", []string{"--log-level", "loud"}, nil, "--log-level"},

@@ -85,6 +85,9 @@ type Result struct {
 	BestEpoch int
 	// UntrainedDevAccuracy is the dev accuracy of the initial model.
 	UntrainedDevAccuracy float64
+	// Train and Dev are the indices of the examples trained on and held
+	// out (the dev split), in increasing order.
+	Train, Dev []int
 }
 
 // ErrNoPairs is returned when the examples contain no two training texts
@@ -121,7 +124,7 @@ func Train(ctx context.Context, examples []Example, cfg Config) (*Result, error)
 	if len(t.pairsOf) == 0 {
 		return nil, ErrNoPairs
 	}
-	res := &Result{UntrainedDevAccuracy: t.devAccuracy(), BestEpoch: 0}
+	res := &Result{UntrainedDevAccuracy: t.devAccuracy(), BestEpoch: 0, Train: slices.Clone(t.train), Dev: slices.Clone(t.dev)}
 	best := res.UntrainedDevAccuracy
 	if t.progress != nil && len(t.dev) > 0 {
 		fmt.Fprintf(t.progress, "train %d texts, dev %d texts, %d labels; untrained dev nn-accuracy %.4f\n",

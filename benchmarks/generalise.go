@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -165,6 +166,18 @@ type GeneraliseResult struct {
 	HitRate     []float64    `json:"hit_rate"`
 	HitRateCI95 [][2]float64 `json:"hit_rate_ci95"`
 	Threshold   []float64    `json:"threshold"`
+	// AtStored is, for the trained model, what its stored threshold
+	// (the one serve uses by default) gives on this set; nil for the
+	// others and for a model without one.
+	AtStored *StoredThresholdResult `json:"at_stored_threshold,omitempty"`
+}
+
+// StoredThresholdResult is the hit rate and precision (nil without hits)
+// at the model's stored threshold.
+type StoredThresholdResult struct {
+	Threshold float64  `json:"threshold"`
+	HitRate   float64  `json:"hit_rate"`
+	Precision *float64 `json:"precision"`
 }
 
 func runGeneraliseCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -403,7 +416,11 @@ func runGeneralise(ctx context.Context, o generaliseOptions, progress io.Writer)
 			if err != nil {
 				return nil, err
 			}
-			r, err := tuneResult(ctx, data, emb, o.Targets, o.Seed)
+			stored := 0.0
+			if v.name == "trained" {
+				stored = row.Threshold
+			}
+			r, err := tuneResult(ctx, data, emb, o.Targets, o.Seed, stored)
 			if err != nil {
 				return nil, fmt.Errorf("%s on %s: %w", v.name, f.eval.Name, err)
 			}
@@ -431,8 +448,9 @@ func unwrapAll(err error) error {
 	}
 }
 
-// tuneResult runs the tune sweep (0.30–1.00, step 0.01) for each target.
-func tuneResult(ctx context.Context, data *tuneData, emb embedder, targets []float64, seed uint64) (GeneraliseResult, error) {
+// tuneResult runs the tune sweep (0.30–1.00, step 0.01) for each target,
+// and reports the sweep's row at stored when it is > 0.
+func tuneResult(ctx context.Context, data *tuneData, emb embedder, targets []float64, seed uint64, stored float64) (GeneraliseResult, error) {
 	ths, err := thresholds(0.3, 1, 0.01)
 	if err != nil {
 		return GeneraliseResult{}, err
@@ -451,6 +469,13 @@ func tuneResult(ctx context.Context, data *tuneData, emb embedder, targets []flo
 		out.HitRate = append(out.HitRate, hr)
 		out.Threshold = append(out.Threshold, th)
 		out.HitRateCI95 = append(out.HitRateCI95, ci)
+	}
+	if stored > 0 {
+		for _, r := range rep.Rows {
+			if math.Abs(r.Threshold-stored) < 0.005 {
+				out.AtStored = &StoredThresholdResult{Threshold: r.Threshold, HitRate: r.HitRate, Precision: r.Precision}
+			}
+		}
 	}
 	return out, nil
 }

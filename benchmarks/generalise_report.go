@@ -53,6 +53,18 @@ func generaliseTable(rows []GeneraliseRow, targets []float64) string {
 			}
 		}
 	}
+	b.WriteString("\nAt the threshold stored in the model (serve's default):\n\n| set | stored threshold | hit rate | precision |\n|---|---:|---:|---:|\n")
+	for _, r := range rows {
+		for _, res := range r.Results {
+			if a := res.AtStored; a != nil {
+				set := r.Set
+				if r.InDomain {
+					set += " (in domain)"
+				}
+				fmt.Fprintf(&b, "| %s | %.2f | %.3f | %s |\n", set, a.Threshold, a.HitRate, optRate(a.Precision, "-"))
+			}
+		}
+	}
 	if len(gains[0]) > 0 {
 		b.WriteString("\n| trained − lexical over the left-out sets |")
 		for i, t := range targets {

@@ -380,7 +380,7 @@ func runGeneralise(ctx context.Context, o generaliseOptions, progress io.Writer)
 		start := time.Now()
 		// The default `embedder train`: α chosen on held-out labels, the
 		// threshold measured on held-out data.
-		res, err := train.Calibrate(ctx, exs, train.Config{Params: o.params, Epochs: o.Epochs, Seed: o.Seed}, train.CalibrateConfig{})
+		res, err := train.Calibrate(ctx, exs, train.Config{Params: o.params, Epochs: o.Epochs, Seed: o.Seed, Progress: calibrationLines{progress}}, train.CalibrateConfig{})
 		if err != nil {
 			return nil, fmt.Errorf("train without %s: %w", f.eval.Name, err)
 		}
@@ -431,6 +431,21 @@ func runGeneralise(ctx context.Context, o generaliseOptions, progress io.Writer)
 		rows = append(rows, row)
 	}
 	return rows, nil
+}
+
+// calibrationLines passes on the calibration's lines of the training
+// progress and drops the per-epoch ones.
+type calibrationLines struct{ w io.Writer }
+
+func (c calibrationLines) Write(p []byte) (int, error) {
+	for _, line := range strings.SplitAfter(string(p), "\n") {
+		if strings.HasPrefix(line, "calibration") || strings.HasPrefix(line, "chose") {
+			if _, err := io.WriteString(c.w, "  "+line); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return len(p), nil
 }
 
 // unwrapAll returns the innermost wrapped error.

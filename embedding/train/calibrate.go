@@ -140,9 +140,35 @@ type AlphaScore struct {
 	Alpha             float64
 	Dev, Unseen       [2]float64
 	LexDev, LexUnseen [2]float64
-	// Worst is the smallest gain over the lexical embedder of the four:
-	// the score Calibrate maximises.
-	Worst float64
+	// Worst is the smallest gain over the lexical embedder of the four,
+	// the score Calibrate maximises; Mean their mean, which breaks ties.
+	Worst, Mean float64
+}
+
+// alphaTie is how close two worst gains must be to count as a tie, which
+// the mean gain then breaks: a held-out figure near 0 for every α (the
+// hit rate at precision 0.95 on BANKING77's held-out intents was 0.000 to
+// 0.001 for all four) must not decide by a thousandth.
+const alphaTie = 0.01
+
+// chooseAlpha returns the α of scores with the largest worst gain, among
+// those within alphaTie of it the largest mean gain, then the larger α.
+func chooseAlpha(scores []AlphaScore) float64 {
+	best := math.Inf(-1)
+	for _, s := range scores {
+		best = max(best, s.Worst)
+	}
+	var pick *AlphaScore
+	for i := range scores {
+		s := &scores[i]
+		if s.Worst < best-alphaTie {
+			continue
+		}
+		if pick == nil || s.Mean > pick.Mean || (s.Mean == pick.Mean && s.Alpha > pick.Alpha) {
+			pick = s
+		}
+	}
+	return pick.Alpha
 }
 
 // Calibrated is a model whose lexical mix and threshold were chosen on
@@ -172,8 +198,8 @@ type Calibrated struct {
 // and the held-out labels (half of each as stored texts, half as queries,
 // over a cache that also holds the trained texts), by the hit rate at
 // precision 0.90 and 0.95 against the lexical embedder's. It chooses the α
-// whose worst gain over the lexical embedder is the largest (ties: the
-// larger α), trains the final model on every example, and stores α and the
+// whose worst gain over the lexical embedder is the largest, breaking near
+// ties (alphaTie) by the mean gain, trains the final model on every example, and stores α and the
 // threshold that gives precision 0.95 on the final model's dev split.
 //
 // Calibrate takes about twice as long as Train. It returns Train's errors.
@@ -221,7 +247,6 @@ func Calibrate(ctx context.Context, examples []Example, cfg Config, cal Calibrat
 			return nil, err
 		}
 		unseenAt = map[float64]float64{}
-		best := math.Inf(-1)
 		for _, a := range alphas {
 			m := *res.Model
 			m.Params.Alpha, m.Params.LexDim = float32(a), 0
@@ -242,16 +267,19 @@ func Calibrate(ctx context.Context, examples []Example, cfg Config, cal Calibrat
 			for i := range calibrationTargets {
 				sc.Worst = min(sc.Worst, dev.rates[i]-lexDev.rates[i], un.rates[i]-lexUn.rates[i])
 			}
+			for i := range calibrationTargets {
+				sc.Mean += (dev.rates[i] - lexDev.rates[i] + un.rates[i] - lexUn.rates[i]) / (2 * float64(len(calibrationTargets)))
+			}
 			unseenAt[a] = un.serveThreshold
 			out.Scores = append(out.Scores, sc)
-			if sc.Worst >= best {
-				best, alpha = sc.Worst, a
-			}
 			if cfg.Progress != nil {
 				fmt.Fprintf(cfg.Progress, "calibration α %.2f: dev hit rate %.3f/%.3f (lexical %.3f/%.3f), unseen labels %.3f/%.3f (lexical %.3f/%.3f) at precision 0.90/0.95\n",
 					a, dev.rates[0], dev.rates[1], lexDev.rates[0], lexDev.rates[1], un.rates[0], un.rates[1], lexUn.rates[0], lexUn.rates[1])
 			}
 		}
+	}
+	if len(out.Scores) > 0 {
+		alpha = chooseAlpha(out.Scores)
 	}
 	cfg.Params.Alpha = float32(alpha)
 	res, err := Train(ctx, examples, cfg)

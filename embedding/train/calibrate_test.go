@@ -3,7 +3,6 @@ package train
 import (
 	"context"
 	"fmt"
-	"math"
 	"testing"
 )
 
@@ -64,6 +63,25 @@ func calibrationData() []Example {
 	return out
 }
 
+func TestChooseAlpha(t *testing.T) {
+	for _, tc := range []struct {
+		scores []AlphaScore
+		want   float64
+	}{
+		// The best worst gain wins outright.
+		{[]AlphaScore{{Alpha: 0, Worst: -0.3, Mean: 0.5}, {Alpha: 0.5, Worst: 0.02, Mean: 0.1}}, 0.5},
+		// Worst gains within alphaTie: the mean decides (BANKING77).
+		{[]AlphaScore{{Alpha: 0, Worst: -0.371, Mean: 0.164}, {Alpha: 0.25, Worst: -0.064, Mean: 0.279},
+			{Alpha: 0.5, Worst: -0.065, Mean: 0.253}, {Alpha: 0.75, Worst: -0.065, Mean: 0.186}}, 0.25},
+		// Equal in both: the larger α.
+		{[]AlphaScore{{Alpha: 0.25, Worst: 0.1, Mean: 0.2}, {Alpha: 0.5, Worst: 0.1, Mean: 0.2}}, 0.5},
+	} {
+		if got := chooseAlpha(tc.scores); got != tc.want {
+			t.Errorf("chooseAlpha(%+v) = %v, want %v", tc.scores, got, tc.want)
+		}
+	}
+}
+
 func TestCalibrateChoosesAlphaAndStoresThreshold(t *testing.T) {
 	exs := calibrationData()
 	cfg := Config{Params: tinyParams(), Epochs: 8, BatchSize: 16, DevFraction: 0.34, Seed: 3}
@@ -74,13 +92,7 @@ func TestCalibrateChoosesAlphaAndStoresThreshold(t *testing.T) {
 	if len(res.Scores) != len(DefaultAlphas) {
 		t.Fatalf("%d scores, want one per candidate α", len(res.Scores))
 	}
-	best, alpha := math.Inf(-1), -1.0
-	for _, s := range res.Scores {
-		if s.Worst >= best {
-			best, alpha = s.Worst, s.Alpha
-		}
-	}
-	if got := float64(res.Model.Params.Alpha); got != alpha {
+	if got, alpha := float64(res.Model.Params.Alpha), chooseAlpha(res.Scores); got != alpha {
 		t.Errorf("model α %v, want %v, the candidate with the best worst gain (%+v)", got, alpha, res.Scores)
 	}
 	if want := float32(res.DevThreshold); res.Model.Threshold != want {

@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"math"
 	"net/http"
@@ -188,8 +187,7 @@ func (cc *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 // Collect reads the cache's counters and counts its entries. When the
-// entries cannot be counted, it sends an invalid metric in their place: the
-// handler logs the error and serves the rest.
+// entries cannot be counted, semcache_entries is left out of the scrape.
 func (cc *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	s := cc.cache.Stats()
 	counter := func(d *prometheus.Desc, v int64, labels ...string) {
@@ -236,7 +234,9 @@ func (cc *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	defer cancel()
 	n, err := cc.cache.Len(ctx)
 	if err != nil {
-		ch <- prometheus.NewInvalidMetric(cc.entries, fmt.Errorf("count cache entries: %w", err))
+		// Absent, not an invalid metric: the handler logged a warning per
+		// scrape for a store that cannot count at all (Redis Cluster, Redis
+		// without RediSearch). The stats endpoint says -1.
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(cc.entries, prometheus.GaugeValue, float64(n))

@@ -431,8 +431,8 @@ func (s *Server) setCacheHeaders(h http.Header, res semantic.Result, ctl control
 		h.Set(HeaderExplore, "1")
 		h.Set(HeaderSimilarity, strconv.FormatFloat(res.Similarity, 'f', 4, 64))
 	}
-	if res.Outcome == semantic.Hit || res.Stored {
-		h.Set(HeaderKey, res.Key)
+	if res.Outcome == semantic.Hit || res.Stored || res.Leased {
+		h.Set(HeaderKey, res.Key) // a leased miss names the entry another replica stored
 	}
 	if res.Outcome == semantic.Hit {
 		h.Set(HeaderTier, string(res.Tier))

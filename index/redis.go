@@ -174,6 +174,7 @@ func NewRedis(ctx context.Context, cfg RedisConfig) (*Redis, error) {
 		co.Protocol = 2
 		co.PoolSize = cfg.PoolSize
 		co.DialTimeout, co.ReadTimeout, co.WriteTimeout, co.MaxRetries = dialTO, readTO, writeTO, retries
+		co.DialerRetries = 1 // see below
 		newClient = func() redis.UniversalClient { return redis.NewClusterClient(co) }
 	case strings.HasPrefix(cfg.URL, SentinelScheme+"://"):
 		fo, err := ParseSentinelURL(cfg.URL)
@@ -183,6 +184,10 @@ func NewRedis(ctx context.Context, cfg RedisConfig) (*Redis, error) {
 		fo.Protocol = 2 // go-redis parses FT.* replies fully only in RESP2
 		fo.PoolSize = cfg.PoolSize
 		fo.DialTimeout, fo.ReadTimeout, fo.WriteTimeout, fo.MaxRetries = dialTO, readTO, writeTO, retries
+		// One dial attempt per address: go-redis's default of 5 with
+		// backoff, per sentinel, held a start and each request for 5 to
+		// 12 s when every sentinel was down, far past the breaker's bound.
+		fo.DialerRetries = 1
 		newClient = func() redis.UniversalClient { return redis.NewFailoverClient(fo) }
 	default:
 		opts, err := redis.ParseURL(cfg.URL)
@@ -194,6 +199,7 @@ func NewRedis(ctx context.Context, cfg RedisConfig) (*Redis, error) {
 			opts.PoolSize = cfg.PoolSize
 		}
 		opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout, opts.MaxRetries = dialTO, readTO, writeTO, retries
+		opts.DialerRetries = 1 // MaxRetries is the one retry policy
 		newClient = func() redis.UniversalClient { return redis.NewClient(opts) }
 	}
 	quietRedisLog.Do(func() { redis.SetLogger(discardRedisLog{}) })

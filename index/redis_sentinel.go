@@ -63,7 +63,10 @@ func parseAddrList(kind, scheme, s string) (addrList, error) {
 	if !ok {
 		return u, fmt.Errorf("%s URL: want %s://host:port[,host:port...]/...", kind, scheme)
 	}
-	rest, rawQuery, _ := strings.Cut(rest, "?")
+	// The user information ends at the last "@" (a password may hold an
+	// unescaped "?" or "/"); the query is cut from what follows it, and
+	// neither is ever quoted in an error.
+	var rawQuery string
 	if at := strings.LastIndex(rest, "@"); at >= 0 {
 		user, pass, _ := strings.Cut(rest[:at], ":")
 		var err error
@@ -75,6 +78,7 @@ func parseAddrList(kind, scheme, s string) (addrList, error) {
 		}
 		rest = rest[at+1:]
 	}
+	rest, rawQuery, _ = strings.Cut(rest, "?")
 	hosts, path, _ := strings.Cut(rest, "/")
 	u.path = path
 	for _, h := range strings.Split(hosts, ",") {
@@ -88,7 +92,7 @@ func parseAddrList(kind, scheme, s string) (addrList, error) {
 		u.addrs = append(u.addrs, h)
 	}
 	if rawQuery != "" {
-		return u, fmt.Errorf("%s URL query %q: no parameters are known", kind, rawQuery)
+		return u, fmt.Errorf("%s URL: query parameters are not accepted (give the password in the user information)", kind)
 	}
 	return u, nil
 }

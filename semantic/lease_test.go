@@ -260,7 +260,7 @@ func TestLeaseWaitBound(t *testing.T) {
 
 // TestLeaseConfigRejects checks that bad lease settings name the field.
 func TestLeaseConfigRejects(t *testing.T) {
-	for _, lc := range []semantic.LeaseConfig{{TTL: time.Millisecond}, {Wait: -1}, {Poll: -1}} {
+	for _, lc := range []semantic.LeaseConfig{{TTL: time.Millisecond}, {TTL: 499 * time.Millisecond}, {Wait: -1}, {Poll: -1}} {
 		mem, err := index.NewMemory(index.MemoryConfig{Dim: 3, SweepInterval: -1})
 		if err != nil {
 			t.Fatal(err)

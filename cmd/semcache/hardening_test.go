@@ -166,6 +166,24 @@ func TestRedactURL(t *testing.T) {
 			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
 		}
 	}
+	// A password with an unescaped "?" or "/", and secrets in a query, on
+	// every --redis-url scheme: neither the flag error nor the parser's
+	// detail may carry them.
+	for _, u := range []string{
+		"redis-cluster://user:12345?LEAK20@127.0.0.1:17001",
+		"redis-sentinel://user:pa?LEAK20@127.0.0.1:26379/mymaster",
+		"redis-sentinel://user:pa/LEAK20@127.0.0.1:26379/mymaster/0",
+		"redis-cluster://127.0.0.1:17001?password=LEAK20",
+		"redis-sentinel://127.0.0.1:26379/mymaster?sentinel_password=LEAK20",
+	} {
+		_, err := parseServe([]string{"--backend", "redis", "--redis-url", u}, env(nil), &bytes.Buffer{})
+		if got := redactURL(u); strings.Contains(got, "LEAK20") || strings.Contains(got, "user") {
+			t.Errorf("redactURL(%q) = %q: the secret shows", u, got)
+		}
+		if err != nil && strings.Contains(err.Error(), "LEAK20") {
+			t.Errorf("--redis-url %s: %v: the secret shows", u, err)
+		}
+	}
 }
 
 // TestUpstreamPasswordNotLogged: the start log line shows the upstream

@@ -440,8 +440,8 @@ func (c *serveConfig) validate() error {
 	if c.upstreamTimeout <= 0 {
 		return fmt.Errorf("--upstream-timeout %v: must be > 0", c.upstreamTimeout)
 	}
-	if c.leaseTTL != 0 && c.leaseTTL < 3*time.Millisecond {
-		return fmt.Errorf("--lease-ttl %v: want 0 (off) or at least 3ms", c.leaseTTL)
+	if c.leaseTTL != 0 && c.leaseTTL < semantic.MinLeaseTTL {
+		return fmt.Errorf("--lease-ttl %v: want 0 (off) or at least %v (a shorter lease expires under load before it is renewed)", c.leaseTTL, semantic.MinLeaseTTL)
 	}
 	if c.leaseWait < 0 {
 		return fmt.Errorf("--lease-wait %v: must not be negative", c.leaseWait)
@@ -574,7 +574,7 @@ func (c *serveConfig) validatePolicy() error {
 // redisFlags are the flags of --backend redis only, memoryFlags those of
 // --backend memory only.
 var (
-	redisFlags  = []string{"redis-url", "redis-prefix", "redis-pool-size", "redis-timeout", "redis-dial-timeout", "redis-max-retries"}
+	redisFlags  = []string{"redis-url", "redis-prefix", "redis-pool-size", "redis-timeout", "redis-dial-timeout", "redis-max-retries", "lease-ttl", "lease-wait"}
 	memoryFlags = []string{"index", "max-entries", "max-bytes", "data-dir"}
 )
 
@@ -1234,6 +1234,14 @@ func (boolValue) IsBoolFlag() bool { return true }
 // "REDACTED" when it holds an "@", else as is. It is used for every URL
 // that reaches a log line or an error message.
 func redactURL(raw string) string {
+	if scheme, rest, ok := strings.Cut(raw, "://"); ok {
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			// The user information ends at the last "@": a password with
+			// an unescaped "?" or "/" would otherwise pass url.Parse as
+			// a path or a query.
+			raw = scheme + "://REDACTED@" + rest[at+1:]
+		}
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		if strings.Contains(raw, "@") {

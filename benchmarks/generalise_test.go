@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/semcache/semcache/embedding"
+	"github.com/semcache/semcache/embedding/train"
 )
 
 // writeTinySets writes a banking77/ and a snips/ set of six intents each
@@ -56,7 +57,8 @@ func TestGeneraliseWritesTableAndPlot(t *testing.T) {
 	data, out := t.TempDir(), t.TempDir()
 	writeTinySets(t, data)
 	o := generaliseOptions{DataDir: data, Targets: []float64{0.9, 0.95}, Epochs: 3, Seed: 1, InDomain: []string{"banking77"},
-		params: embedding.ModelParams{Buckets: 1 << 12, Dim: 16}}
+		calibrate: train.CalibrateConfig{Alphas: []float64{train.DefaultAlpha}},
+		params:    embedding.ModelParams{Buckets: 1 << 12, Dim: 16}}
 	var progress bytes.Buffer
 	rows, err := runGeneralise(context.Background(), o, &progress)
 	if err != nil {

@@ -139,7 +139,7 @@ func trainFlags(o *trainOptions) *flag.FlagSet {
 	fs.IntVar(&o.cfg.Params.Buckets, "buckets", embedding.DefaultTrainedBuckets, "number of hashed feature rows")
 	fs.IntVar(&o.cfg.Params.Dim, "dim", embedding.DefaultTrainedDim, "length of each learned row")
 	fs.Uint64Var(&o.cfg.Params.Seed, "seed", 1, "seed of the initial rows, the dev split and the batch order")
-	fs.StringVar(&o.alpha, "alpha", "auto", "weight in [0, 1) of the lexical similarity mixed into the served vector (0: learned only), or auto: chosen among 0, 0.25, 0.5, 0.75 on held-out labels (trains twice; docs/trained-embedder.md)")
+	fs.StringVar(&o.alpha, "alpha", strconv.FormatFloat(train.DefaultAlpha, 'g', -1, 64), "weight in [0, 1) of the lexical similarity mixed into the served vector (0: learned only), or auto: chosen among 0, 0.25, 0.5, 0.75 on held-out labels (trains twice; docs/trained-embedder.md)")
 	fs.IntVar(&o.cfg.Epochs, "epochs", train.DefaultEpochs, "passes over the data")
 	fs.IntVar(&o.cfg.BatchSize, "batch", train.DefaultBatchSize, "positive pairs per step")
 	fs.Float64Var(&o.cfg.Temperature, "temperature", train.DefaultTemperature, "InfoNCE temperature")

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	fastjson "github.com/segmentio/encoding/json"
 	"strconv"
 
 	"golang.org/x/sync/errgroup"
@@ -159,12 +160,11 @@ func IdentifyEmbeddingsFor(body []byte, who Caller) (EmbeddingsRequest, error) {
 // refusing trailing data.
 func decodeObject(body []byte) (map[string]any, error) {
 	var fields map[string]any
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if err := dec.Decode(&fields); err != nil {
+	rest, err := fastjson.Parse(body, &fields, fastjson.UseNumber)
+	if err != nil {
 		return nil, fmt.Errorf("%w: body is not a JSON object: %v", ErrBadRequest, err)
 	}
-	if len(bytes.TrimLeft(body[dec.InputOffset():], " \t\r\n")) != 0 {
+	if len(bytes.TrimLeft(rest, " \t\r\n")) != 0 {
 		return nil, fmt.Errorf("%w: trailing data after the JSON object", ErrBadRequest)
 	}
 	if fields == nil {

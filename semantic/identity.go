@@ -529,59 +529,12 @@ func canonicalString(v any) string {
 	return string(b)
 }
 
-// canonicalJSON encodes v with sorted object keys (encoding/json sorts map
-// keys) and numbers in one spelling: integers as written, other numbers in
-// Go's shortest 'g' form, so 0.70 and 0.7 give the same bytes. Map
-// iteration order can never change the result.
+// canonicalJSON encodes v with sorted object keys and numbers in one
+// spelling: integers as written, other numbers in Go's shortest 'g' form,
+// so 0.70 and 0.7 give the same bytes. Map iteration order can never
+// change the result. It is appendCanonical into a new slice.
 func canonicalJSON(v any) ([]byte, error) {
-	c, err := canonicalValue(v)
-	if err != nil {
-		return nil, err
-	}
-	return json.Marshal(c)
-}
-
-func canonicalValue(v any) (any, error) {
-	switch x := v.(type) {
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			c, err := canonicalValue(e)
-			if err != nil {
-				return nil, err
-			}
-			out[k] = c
-		}
-		return out, nil
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			c, err := canonicalValue(e)
-			if err != nil {
-				return nil, err
-			}
-			out[i] = c
-		}
-		return out, nil
-	case json.Number:
-		s := string(x)
-		if !strings.ContainsAny(s, ".eE") {
-			if s == "-0" {
-				s = "0"
-			}
-			return json.Number(s), nil
-		}
-		f, err := strconv.ParseFloat(s, 64)
-		if err != nil {
-			return nil, fmt.Errorf("number %q: %w", s, err)
-		}
-		if f == float64(int64(f)) && f < 1e15 && f > -1e15 {
-			return json.Number(strconv.FormatInt(int64(f), 10)), nil
-		}
-		return json.Number(strconv.FormatFloat(f, 'g', -1, 64)), nil
-	default:
-		return v, nil
-	}
+	return appendCanonical(make([]byte, 0, 512), v)
 }
 
 func hashHex(b []byte) string {

@@ -10,7 +10,7 @@ import (
 const (
 	benchDim      = 384  // all-MiniLM-L6-v2 and similar sentence encoders
 	benchDimLarge = 1536 // OpenAI text-embedding-3-small
-	benchQueries  = 200  // queries used for the recall metrics
+	benchQueries  = 500  // queries used for the recall metrics
 	benchClusters = 100
 )
 
@@ -61,16 +61,25 @@ var (
 )
 
 func getBenchFixture(b *testing.B, kind string, n, dim int) *benchFixture {
+	return getBenchFixtureM(b, kind, n, dim, 0)
+}
+
+// getBenchFixtureM is getBenchFixture for a graph of M links per node (0:
+// DefaultM).
+func getBenchFixtureM(b *testing.B, kind string, n, dim, m int) *benchFixture {
 	b.Helper()
 	benchMu.Lock()
 	defer benchMu.Unlock()
-	key := fmt.Sprintf("%s/%d/%d", kind, n, dim)
+	if m == 0 {
+		m = DefaultM
+	}
+	key := fmt.Sprintf("%s/%d/%d/%d", kind, n, dim, m)
 	if fx, ok := benchFixtures[key]; ok {
 		return fx
 	}
 	fx := &benchFixture{
 		data:  makeBenchData(kind, n, dim),
-		hnsw:  newTestHNSW(b, HNSWConfig{Dim: dim}),
+		hnsw:  newTestHNSW(b, HNSWConfig{Dim: dim, M: m}),
 		exact: newTestFlat(b, dim),
 	}
 	for i, v := range fx.data.vecs {
@@ -159,29 +168,38 @@ func BenchmarkFlatSearch(b *testing.B) {
 	}
 }
 
-// BenchmarkHNSWSearchEf measures recall@1 and latency of k=1 searches on
-// 100,000 uniformly random 384-d vectors (the worst case) for several
-// EF_RUNTIME values, to show what raising --hnsw-ef-runtime buys.
+// BenchmarkHNSWSearchEf measures recall@1, distance evaluations and
+// latency of k=1 searches on 100,000 uniformly random 384-d vectors (the
+// worst case) for M = 16 and 32 and several EF_RUNTIME values: what
+// raising --hnsw-ef-runtime or --hnsw-m buys, and the measurement behind
+// DefaultM and DefaultEfSearch.
 func BenchmarkHNSWSearchEf(b *testing.B) {
-	for _, ef := range []int{64, 128, 256} {
-		b.Run(fmt.Sprintf("n=100000/random/ef=%d", ef), func(b *testing.B) {
-			fx := getBenchFixture(b, "random", 100_000, benchDim)
-			hits := 0
-			for _, q := range fx.data.queries {
-				got := mustSearchEf(b, fx.hnsw, q, 1, ef)
-				want := mustSearch(b, fx.exact, q, 1)
-				if len(got) > 0 && got[0].ID == want[0].ID {
-					hits++
+	for _, m := range []int{16, 32} {
+		for _, ef := range []int{32, 48, 64, 128, 256} {
+			b.Run(fmt.Sprintf("n=100000/random/M=%d/ef=%d", m, ef), func(b *testing.B) {
+				fx := getBenchFixtureM(b, "random", 100_000, benchDim, m)
+				hits, evals := 0, 0
+				for _, q := range fx.data.queries {
+					got, n, err := fx.hnsw.searchEf(q, 1, ef)
+					if err != nil {
+						b.Fatal(err)
+					}
+					evals += n
+					want := mustSearch(b, fx.exact, q, 1)
+					if len(got) > 0 && got[0].ID == want[0].ID {
+						hits++
+					}
 				}
-			}
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				mustSearchEf(b, fx.hnsw, fx.data.queries[i%len(fx.data.queries)], 1, ef)
-				i++
-			}
-			b.ReportMetric(float64(hits)/float64(len(fx.data.queries)), "recall@1")
-		})
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					mustSearchEf(b, fx.hnsw, fx.data.queries[i%len(fx.data.queries)], 1, ef)
+					i++
+				}
+				b.ReportMetric(float64(hits)/float64(len(fx.data.queries)), "recall@1")
+				b.ReportMetric(float64(evals)/float64(len(fx.data.queries)), "evals/op")
+			})
+		}
 	}
 }
 

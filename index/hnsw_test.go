@@ -692,9 +692,14 @@ func TestHNSWConcurrent(t *testing.T) {
 
 func TestDot(t *testing.T) {
 	rng := newRand(9)
-	for _, n := range []int{0, 1, 3, 4, 5, 15, 16, 17, 384, 1536} {
+	if !useAVX2 {
+		t.Log("no AVX2+FMA on this CPU: Dot is the Go kernel")
+	}
+	// Lengths around the kernel's 8- and 32-lane steps, and an offset of
+	// one element so that the loads are not 32-byte aligned.
+	for _, n := range []int{0, 1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 65, 100, 384, 1536} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
-			a, b := make([]float32, n), make([]float32, n)
+			a, b := make([]float32, n+1)[1:], make([]float32, n+1)[1:]
 			var want float64
 			for i := range a {
 				a[i], b[i] = float32(rng.NormFloat64()), float32(rng.NormFloat64())
@@ -707,7 +712,40 @@ func TestDot(t *testing.T) {
 			if got := dotGo(a, b); math.Abs(float64(got)-want) > tol {
 				t.Errorf("dotGo = %v, want %v", got, want)
 			}
+			if n > 0 {
+				// The shorter length is used when they differ.
+				if got, want := Dot(a, b[:n-1]), dotGo(a[:n-1], b[:n-1]); math.Abs(float64(got-want)) > tol {
+					t.Errorf("Dot(a, b[:n-1]) = %v, want %v", got, want)
+				}
+				if got, want := Dot(a[:n-1], b), dotGo(a[:n-1], b[:n-1]); math.Abs(float64(got-want)) > tol {
+					t.Errorf("Dot(a[:n-1], b) = %v, want %v", got, want)
+				}
+			}
 		})
+	}
+}
+
+// BenchmarkDot compares the kernel Dot uses with the portable Go loop on
+// in-cache vectors.
+func BenchmarkDot(b *testing.B) {
+	rng := newRand(3)
+	for _, n := range []int{384, 1536} {
+		x, y := make([]float32, n), make([]float32, n)
+		for i := range x {
+			x[i], y[i] = float32(rng.NormFloat64()), float32(rng.NormFloat64())
+		}
+		var sink float32
+		b.Run(fmt.Sprintf("dim=%d/Dot", n), func(b *testing.B) {
+			for b.Loop() {
+				sink += Dot(x, y)
+			}
+		})
+		b.Run(fmt.Sprintf("dim=%d/go", n), func(b *testing.B) {
+			for b.Loop() {
+				sink += dotGo(x, y)
+			}
+		})
+		_ = sink
 	}
 }
 

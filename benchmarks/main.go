@@ -23,6 +23,8 @@ commands:
   replay   replay a query log through a semcache proxy (running on loopback, or in-process)
   load     bounded load of repeated, paraphrased and new prompts; throughput and latency
   meaning  wrong hits and kept rewordings per class of a labelled pair set, at serve's defaults
+  generalise leave-one-domain-out evaluation of the trained embedder beside the lexical one
+  overhead what the proxy adds over loopback: direct, bare reverse proxy, exact and semantic hits, misses
 
 Run 'semcache bench <command> -h' for the flags of a command.
 `
@@ -57,6 +59,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		run = runMeaningCommand
 	case "generalise":
 		run = runGeneraliseCommand
+	case "overhead":
+		run = runOverheadCommand
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usageText)
 		return exitOK

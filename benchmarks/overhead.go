@@ -199,6 +199,39 @@ func chatBody(prompt string) []byte {
 	return b
 }
 
+// postChat sends one chat completion request with body to chatURL and
+// returns the answer's outcome: X-Semcache-Status, then a space and
+// X-Semcache-Tier on hits, "-" when the answer has no status (direct,
+// bare proxy). The body of the answer is read to its end.
+func postChat(ctx context.Context, client *http.Client, chatURL string, body []byte) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, chatURL, bytes.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer bench-overhead")
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("status %d", resp.StatusCode)
+	}
+	k := resp.Header.Get("X-Semcache-Status")
+	if t := resp.Header.Get("X-Semcache-Tier"); t != "" {
+		k += " " + t
+	}
+	if k == "" {
+		k = "-"
+	}
+	return k, nil
+}
+
 // loadRole is the load generator: Warmup requests, then Requests on one
 // connection one after the other, or ConcRequests over Conns connections
 // when Conns > 1. It reports latencies from send to the last byte read.
@@ -230,29 +263,11 @@ func loadRole(ctx context.Context, o overheadOptions) (*LoadResult, error) {
 	outcomes := map[string]int{}
 	errs := 0
 	one := func(b []byte) (time.Duration, bool) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, o.URL, bytes.NewReader(b))
-		if err != nil {
-			return 0, false
-		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer bench-overhead")
 		start := time.Now()
-		resp, err := client.Do(req)
-		if err != nil {
-			return 0, false
-		}
-		_, err = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+		k, err := postChat(ctx, client, o.URL, b)
 		d := time.Since(start)
-		if err != nil || resp.StatusCode != http.StatusOK {
+		if err != nil {
 			return d, false
-		}
-		k := resp.Header.Get("X-Semcache-Status")
-		if t := resp.Header.Get("X-Semcache-Tier"); t != "" {
-			k += " " + t
-		}
-		if k == "" {
-			k = "-"
 		}
 		mu.Lock()
 		outcomes[k]++
@@ -319,11 +334,11 @@ func startPart(ctx context.Context, args []string, serve bool) (*overheadProc, e
 	}
 	cmd := exec.CommandContext(ctx, exe, args...)
 	cmd.Env = partEnv()
-	stdin, err := cmd.StdinPipe() // closed when the parent exits
-	if err != nil {
+	// The roles stop when their stdin closes, which it does when this
+	// process exits, however it exits.
+	if _, err := cmd.StdinPipe(); err != nil {
 		return nil, err
 	}
-	_ = stdin
 	var out io.ReadCloser
 	if serve {
 		out, err = cmd.StderrPipe()
@@ -539,22 +554,7 @@ func runLoadPart(ctx context.Context, args []string) (*LoadResult, error) {
 // temporary file. A paraphrase that missed stored itself and is left out.
 func semanticPrompts(ctx context.Context, chatURL string, progress io.Writer) (string, int, error) {
 	post := func(prompt string) (string, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, chatURL, bytes.NewReader(chatBody(prompt)))
-		if err != nil {
-			return "", err
-		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer bench-overhead")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return "", err
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return "", fmt.Errorf("status %d", resp.StatusCode)
-		}
-		return resp.Header.Get("X-Semcache-Status") + " " + resp.Header.Get("X-Semcache-Tier"), nil
+		return postChat(ctx, http.DefaultClient, chatURL, chatBody(prompt))
 	}
 	for _, p := range builtinPrompts {
 		if _, err := post(p); err != nil {

@@ -315,6 +315,13 @@ type Result struct {
 	// X-Semcache-Refused header): a Flip* reason, RefusedContext or
 	// RefusedTemplate; "" otherwise.
 	Refused string
+	// Nearest is, on a miss whose semantic search found a neighbour in
+	// scope, that best neighbour's cosine similarity in [-1, 1] as the
+	// index reported it, whatever became of it (below the threshold,
+	// refused, explored); HasNearest says whether there was one. They feed
+	// the dashboard's near-miss histogram (GET /ui).
+	Nearest    float64
+	HasNearest bool
 	// explore carries what the verification needs from the lookup to the
 	// store.
 	explore *exploration
@@ -485,6 +492,7 @@ func (c *Cache) lookupOrFetch(ctx context.Context, id Identity, o Options, fetch
 	}
 	r := Result{Outcome: Miss, Key: id.Key, Upstream: up}
 	r.Explored, r.Similarity, r.explore, r.Refused = lookup.Explored, lookup.Similarity, lookup.explore, lookup.Refused
+	r.Nearest, r.HasNearest = lookup.Nearest, lookup.HasNearest
 	r.Stored, _ = c.settleMiss(ctx, r, id, o, up, nil, vec)
 	stored = r.Stored
 	return r, nil
@@ -601,6 +609,14 @@ func (c *Cache) semantic(ctx context.Context, id Identity, o Options) ([]float32
 		defer func() { c.adaptive.budget.count(stratum, cand) }()
 	}
 	refused := "" // why the best neighbour at or above the threshold was refused
+	// miss is this lookup's answer when nothing is served.
+	miss := func() Result {
+		r := Result{Refused: refused}
+		if len(nn) > 0 {
+			r.Nearest, r.HasNearest = float64(nn[0].Similarity), true
+		}
+		return r
+	}
 	for j, n := range nn {
 		sim := float64(n.Similarity)
 		if !accept(sim, threshold) {
@@ -614,7 +630,7 @@ func (c *Cache) semantic(ctx context.Context, id Identity, o Options) ([]float32
 		if err != nil {
 			c.stats.LookupErrors.Add(1)
 			c.faults.warn("compare neighbour failed", "err", err)
-			return vec, Result{Refused: refused}, false
+			return vec, miss(), false
 		}
 		if v.Refused != "" {
 			c.stats.countGuard(v.Refused)
@@ -632,7 +648,9 @@ func (c *Cache) semantic(ctx context.Context, id Identity, o Options) ([]float32
 			explore, p := c.decide(ctx, n.ID, stratum, sim, o)
 			if explore {
 				c.stats.Explorations.Add(1)
-				return vec, Result{Explored: true, Similarity: sim, explore: &exploration{entry: n.ID, similarity: sim, cached: r.Body, stratum: stratum}}, false
+				x := miss()
+				x.Explored, x.Similarity, x.explore = true, sim, &exploration{entry: n.ID, similarity: sim, cached: r.Body, stratum: stratum}
+				return vec, x, false
 			}
 			c.stats.addEstimatedError(1 - p)
 		}
@@ -640,7 +658,7 @@ func (c *Cache) semantic(ctx context.Context, id Identity, o Options) ([]float32
 		r.Similarity = sim
 		return vec, r, true
 	}
-	return vec, Result{Refused: refused}, false
+	return vec, miss(), false
 }
 
 // stratum classifies the lookup whose nearest servable neighbour answered

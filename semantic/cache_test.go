@@ -893,3 +893,23 @@ func TestDeleteRemovesBothTiers(t *testing.T) {
 		t.Error("second Delete reported the entry present")
 	}
 }
+
+// A miss reports its best neighbour's similarity, whatever became of it,
+// and says so when the scope held none: the dashboard's near-miss
+// histogram reads them.
+func TestMissReportsNearestNeighbour(t *testing.T) {
+	e := newEnv(t, semantic.Config{Threshold: 0.9}, nil)
+	first := do(t, e.cache, ident(t, "t", promptBase), (&upstream{resp: ok200("Paris.")}).fetch)
+	wantOutcome(t, first, semantic.Miss, "")
+	if first.HasNearest {
+		t.Errorf("first miss in an empty scope: HasNearest with Nearest %v, want none", first.Nearest)
+	}
+	r := do(t, e.cache, ident(t, "t", promptNear), (&upstream{resp: ok200("Other.")}).fetch)
+	wantOutcome(t, r, semantic.Miss, "")
+	if !r.HasNearest || math.Abs(r.Nearest-0.8) > 1e-6 {
+		t.Errorf("miss below the threshold: Nearest %v (HasNearest %v), want 0.8", r.Nearest, r.HasNearest)
+	}
+	if r.Similarity != 0 {
+		t.Errorf("Similarity = %v on a plain miss, want 0 (it stays the served or explored similarity)", r.Similarity)
+	}
+}

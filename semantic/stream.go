@@ -43,7 +43,8 @@ func (c *Cache) Lookup(ctx context.Context, id Identity, o Options) (Result, []f
 			return lookup, vec, true
 		}
 	}
-	r := Result{Outcome: Miss, Key: id.Key, Explored: lookup.Explored, Similarity: lookup.Similarity, explore: lookup.explore, Refused: lookup.Refused}
+	r := Result{Outcome: Miss, Key: id.Key, Explored: lookup.Explored, Similarity: lookup.Similarity, explore: lookup.explore, Refused: lookup.Refused,
+		Nearest: lookup.Nearest, HasNearest: lookup.HasNearest}
 	c.count(r)
 	c.stats.UpstreamCalls.Add(1)
 	return r, vec, false

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,6 +31,11 @@ var durationBuckets = []float64{
 // computed so that the le labels carry no float rounding.
 var similarityBuckets = []float64{0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1}
 
+// nearestBuckets are the upper bounds of semcache_miss_nearest_similarity:
+// cosine similarity 0 to 1 in steps of 0.05 (misses' nearest neighbours
+// are mostly far below the threshold).
+var nearestBuckets = []float64{0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1}
+
 // entriesTimeout bounds counting the cache's entries during a scrape (a
 // network call for Redis).
 const entriesTimeout = 3 * time.Second
@@ -41,6 +47,7 @@ type metrics struct {
 	reg        *prometheus.Registry
 	duration   *prometheus.HistogramVec
 	similarity prometheus.Histogram
+	nearest    *prometheus.HistogramVec
 	handler    http.Handler
 }
 
@@ -65,15 +72,31 @@ func newMetrics(cache *semantic.Cache, log *slog.Logger) *metrics {
 			Help:      "Cosine similarity, in [-1, 1], of each semantic hit's prompt to the stored prompt that served it; higher is closer.",
 			Buckets:   similarityBuckets,
 		}),
+		nearest: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace,
+			Name:      "miss_nearest_similarity",
+			Help: "Cosine similarity, in [-1, 1], of each miss's nearest neighbour in scope (misses with none are left out), " +
+				"by whether a guard refused it (refused: true, false): the near misses a lower threshold would have considered.",
+			Buckets: nearestBuckets,
+		}, []string{"refused"}),
 	}
 	// Create every series up front so that dashboards see zeros, not gaps.
 	for _, l := range requestLabels {
 		m.duration.WithLabelValues(l.outcome, l.tier)
 	}
+	m.nearest.WithLabelValues("true")
+	m.nearest.WithLabelValues("false")
 	m.reg.MustRegister(
 		newCacheCollector(cache),
 		m.duration,
 		m.similarity,
+		m.nearest,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "similarity_threshold",
+			Help: "The cosine similarity a semantic neighbour needs to be served (the adaptive policy's floor under --policy adaptive)."},
+			func() float64 { return cache.EffectiveThreshold(0) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "max_error_rate",
+			Help: "Adaptive policy: the configured bound δ on the rate of wrong semantic hits (--max-error-rate); 0 under static."},
+			func() float64 { return cache.MaxErrorRate(0) }),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -91,6 +114,9 @@ func (m *metrics) observe(r semantic.Result, elapsed time.Duration) {
 	m.duration.WithLabelValues(outcomeLabel(r.Outcome), string(r.Tier)).Observe(elapsed.Seconds())
 	if r.Outcome == semantic.Hit && r.Tier == semantic.TierSemantic {
 		m.similarity.Observe(r.Similarity)
+	}
+	if r.Outcome == semantic.Miss && r.HasNearest {
+		m.nearest.WithLabelValues(strconv.FormatBool(r.Refused != "")).Observe(r.Nearest)
 	}
 }
 

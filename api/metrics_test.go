@@ -64,6 +64,13 @@ func testMetrics(t *testing.T) {
 	if got := metric(t, mf, "semcache_entries", dto.MetricType_GAUGE, nil).GetGauge().GetValue(); got != 1 {
 		t.Errorf("semcache_entries = %v, want 1", got)
 	}
+	if got := metric(t, mf, "semcache_similarity_threshold", dto.MetricType_GAUGE, nil).GetGauge().GetValue(); got != testThreshold {
+		t.Errorf("semcache_similarity_threshold = %v, want %v", got, testThreshold)
+	}
+	// The one miss came first, into an empty scope: no nearest neighbour.
+	if h, ok := mf["semcache_miss_nearest_similarity"]; ok && len(h.GetMetric()) > 0 && h.GetMetric()[0].GetHistogram().GetSampleCount() != 0 {
+		t.Errorf("semcache_miss_nearest_similarity counted a miss that had no neighbour: %v", h)
+	}
 }
 
 // checkSimilarity checks the similarity histogram against the semantic hit's

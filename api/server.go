@@ -2,7 +2,9 @@
 // POST /v1/chat/completions, /v1/responses, /v1/completions and
 // /v1/embeddings (and their Azure OpenAI forms under
 // /openai/deployments/{deployment}/) from the cache or the upstream LLM
-// API, and forwards every other /v1 and /openai request unchanged.
+// API, and forwards every other /v1 and /openai request unchanged. It also
+// serves the operator's dashboard at GET /ui (see UIAccess and
+// api/dashboard).
 package api
 
 import (
@@ -21,6 +23,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/semcache/semcache/api/dashboard"
 	"github.com/semcache/semcache/semantic"
 )
 
@@ -90,6 +93,14 @@ type Config struct {
 	// header an operator's upstream reads to choose its answer. Names are
 	// case-insensitive.
 	ScopeHeaders []string
+	// UI says who may open the operator's dashboard at GET /ui (see
+	// UIAccess): "" or UIOff for none (the library default; semcache serve
+	// defaults to UILoopback). UIToken needs AdminToken.
+	UI UIAccess
+	// UIPrompts shows each recent request's prompt on the dashboard (cut
+	// to 200 characters). Off by default: prompts may be private, and the
+	// page shows them to whoever may open it.
+	UIPrompts bool
 }
 
 // Server is the caching proxy. It is safe for concurrent use.
@@ -102,6 +113,8 @@ type Server struct {
 	echo     *echo.Echo
 	log      *slog.Logger
 	metrics  *metrics
+	// recorder keeps the dashboard's history; nil when Config.UI is off.
+	recorder *dashboard.Recorder
 	// scopeHeaders are DefaultScopeHeaders and Config.ScopeHeaders,
 	// canonical.
 	scopeHeaders []string
@@ -141,6 +154,17 @@ func New(cfg Config, cache *semantic.Cache) (*Server, error) {
 	if cfg.AdminToken != "" && !validAdminToken(cfg.AdminToken) {
 		return nil, errors.New("api: AdminToken: want at least 16 characters without white space or control characters (the token is not shown)")
 	}
+	switch cfg.UI {
+	case "":
+		cfg.UI = UIOff
+	case UIOff, UILoopback:
+	case UIToken:
+		if cfg.AdminToken == "" {
+			return nil, errors.New("api: UI token: the dashboard's data then needs the admin token, and AdminToken is empty")
+		}
+	default:
+		return nil, fmt.Errorf("api: UI %q: want off, loopback or token", cfg.UI)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -162,6 +186,9 @@ func New(cfg Config, cache *semantic.Cache) (*Server, error) {
 		}
 	}
 	s.metrics = newMetrics(cache, cfg.Logger)
+	if cfg.UI != UIOff {
+		s.recorder = dashboard.NewRecorder(dashboard.Config{Prompts: cfg.UIPrompts})
+	}
 	s.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme = u.Scheme
@@ -202,6 +229,9 @@ func New(cfg Config, cache *semantic.Cache) (*Server, error) {
 	e.GET("/metrics", echo.WrapHandler(s.metrics.handler))
 	if cfg.AdminToken != "" {
 		s.routeAdmin(e)
+	}
+	if cfg.UI != UIOff {
+		s.routeUI(e)
 	}
 	e.Any("/v1/*", s.passThrough)
 	e.Any("/openai/*", s.passThrough)
@@ -408,7 +438,7 @@ func (s *Server) complete(c echo.Context, cl call) error {
 		ct = echo.MIMEApplicationJSON
 	}
 	err = c.Blob(res.Status, ct, res.Body)
-	s.metrics.observe(res, time.Since(start))
+	s.observe(id, res, start)
 	return err
 }
 
@@ -463,7 +493,7 @@ func (s *Server) bypass(c echo.Context, body []byte, start time.Time) error {
 		req.ContentLength = int64(len(body))
 	}
 	s.proxy.ServeHTTP(c.Response(), req)
-	s.metrics.observe(semantic.Result{Outcome: semantic.Bypass}, time.Since(start))
+	s.observe(semantic.Identity{}, semantic.Result{Outcome: semantic.Bypass}, start)
 	return nil
 }
 

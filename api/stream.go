@@ -66,7 +66,7 @@ func (s *Server) streamCompletion(c echo.Context, cl call, id semantic.Identity,
 		if _, err := c.Response().Write(b); err != nil {
 			return nil // the client went away
 		}
-		s.metrics.observe(res, time.Since(start))
+		s.observe(id, res, start)
 		return nil
 	}
 
@@ -146,7 +146,7 @@ func (s *Server) streamCompletion(c echo.Context, cl call, id semantic.Identity,
 			flush(c.Response())
 		}
 	}
-	s.metrics.observe(res, time.Since(start))
+	s.observe(id, res, start)
 	return nil
 }
 

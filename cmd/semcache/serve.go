@@ -48,6 +48,8 @@ type serveConfig struct {
 	upstreamKey   string // from SEMCACHE_UPSTREAM_API_KEY only
 	adminToken    string // from SEMCACHE_ADMIN_TOKEN only; empty disables the admin endpoints
 	enabled       bool
+	ui            string // --ui: off, loopback or token (api.UIAccess)
+	uiPrompts     bool
 	backend       string
 	redisURL      string
 	redisPrefix   string
@@ -163,6 +165,8 @@ var envFlags = map[string]string{
 	"idle-timeout":          "SEMCACHE_IDLE_TIMEOUT",
 	"max-connections":       "SEMCACHE_MAX_CONNECTIONS",
 	"namespace":             "SEMCACHE_NAMESPACE",
+	"ui":                    "SEMCACHE_UI",
+	"ui-prompts":            "SEMCACHE_UI_PROMPTS",
 	"scope-headers":         "SEMCACHE_SCOPE_HEADERS",
 	"normalize":             "SEMCACHE_NORMALIZE",
 	"hnsw-m":                "SEMCACHE_HNSW_M",
@@ -202,6 +206,8 @@ func parseServe(args []string, getenv func(string) string, help io.Writer) (serv
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "address to listen on")
 	fs.StringVar(&c.upstream, "upstream", "", "OpenAI-compatible base URL, e.g. https://api.openai.com/v1; empty runs the built-in simulated upstream")
 	boolFlag(fs, &c.enabled, "cache", true, "cache enabled; false makes semcache a pure pass-through (rollback switch)")
+	fs.StringVar(&c.ui, "ui", "loopback", "operator's dashboard at /ui: off, loopback (only clients on this host, straight to semcache) or token (any address, its data only with SEMCACHE_ADMIN_TOKEN)")
+	boolFlag(fs, &c.uiPrompts, "ui-prompts", false, "show each recent request's prompt on the dashboard (prompts may be private)")
 	fs.StringVar(&c.backend, "backend", "memory", "cache backend: memory (in-process LRU + HNSW) or redis (Redis Stack / RediSearch, shared by replicas)")
 	fs.StringVar(&c.redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis server for --backend redis (needs the RediSearch module for the semantic tier): redis://host:port/db, redis-sentinel://host:port,host:port/master/db, or redis-cluster://host:port,host:port (exact tier only)")
 	fs.StringVar(&c.redisPrefix, "redis-prefix", "semcache:", "prefix of every key and of the index name this cache writes in Redis")
@@ -412,6 +418,15 @@ func (c *serveConfig) validate() error {
 	}
 	if c.ttl <= 0 {
 		return fmt.Errorf("--ttl %v: must be > 0", c.ttl)
+	}
+	switch api.UIAccess(c.ui) {
+	case api.UIOff, api.UILoopback:
+	case api.UIToken:
+		if c.adminToken == "" {
+			return errors.New("--ui token: the dashboard's data then needs the admin token; set SEMCACHE_ADMIN_TOKEN, or use --ui loopback")
+		}
+	default:
+		return fmt.Errorf("--ui %q: want off, loopback or token", c.ui)
 	}
 	if c.adminToken != "" && !api.ValidAdminToken(c.adminToken) {
 		return errors.New("SEMCACHE_ADMIN_TOKEN: want at least 16 characters without white space or control characters (the value is not shown)")
@@ -1029,6 +1044,7 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func
 		Upstream: upstream, UpstreamAPIKey: cfg.upstreamKey, SharedNamespace: cfg.namespace,
 		CacheDisabled: !cfg.enabled, MaxBodyBytes: cfg.maxBodyBytes, MaxStreamBytes: cfg.maxStreamBytes, MaxTTL: cfg.maxTTL, Rules: rules, Logger: log,
 		AdminToken: cfg.adminToken, ScopeHeaders: splitList(cfg.scopeHeaders),
+		UI: api.UIAccess(cfg.ui), UIPrompts: cfg.uiPrompts,
 	}, cache)
 	if err != nil {
 		return err
@@ -1043,7 +1059,7 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func
 		"cache", cfg.enabled, "backend", cfg.backend, "index", cfg.indexKind,
 		"embedder", emb.Fingerprint(), decisionKey, decisionValue, "ttl", cfg.ttl,
 		"policy", cfg.policy, "max_error_rate", cache.MaxErrorRate(0), "guards", cfg.guards, "guard_tokens", cfg.guardTokens, "split_context", cfg.splitContext, "question_pattern", cfg.questionRegexp != "",
-		"upstream_key_set", cfg.upstreamKey != "", "admin_endpoints", cfg.adminToken != "")
+		"upstream_key_set", cfg.upstreamKey != "", "admin_endpoints", cfg.adminToken != "", "ui", cfg.ui)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	if ready != nil {

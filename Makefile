@@ -11,7 +11,8 @@ REPLAY_ADDR ?= 127.0.0.1:18080
 run: build
 	exec ./bin/semcache serve $(ARGS)
 
-## test: the whole test suite with the race detector, after gofmt and vet. Its
+## test: the whole test suite with the race detector, after gofmt and vet, then
+## the Node tests (sdktest/) when node and npm are installed. Its
 ## output is plain go test's, then one line per reason tests were skipped (e.g.
 ## the RediSearch module not configured), which go test alone does not say;
 ## go test's exit code is kept (internal/testsummary).
@@ -21,12 +22,16 @@ test:
 	$(GO) vet ./...
 	@$(GO) build -o bin/testsummary ./internal/testsummary
 	./bin/testsummary -go $(GO) -- -race -count=1 ./...
+	@if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory sdktest; \
+	else echo "node or npm is not installed: the Node tests (sdktest/: OpenAI Node SDK, dashboard in Chromium) are skipped"; fi
 
 build:
 	$(GO) build -o bin/semcache ./cmd/semcache
 
 ## sdktest: the official OpenAI Node SDK (pinned in sdktest/package.json) against a
-## freshly built `semcache serve` on a free loopback port; needs node and npm.
+## freshly built `semcache serve` on a free loopback port, and the dashboard in
+## headless Chromium (skipped without /usr/bin/chromium); needs node and npm.
 sdktest:
 	cd sdktest && npm ci --no-audit --no-fund && node --test
 

@@ -7,91 +7,14 @@
 // server at the end, whether the tests passed or not.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
+import { startSemcache } from './semcache.mjs';
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SIM_PREFIX = 'Simulated answer to: ';
-const START_TIMEOUT_MS = 15_000;
 
-let tmpDir;
-let server; // the semcache child process
-let serverLog = ''; // its stderr and stdout, shown when something fails
+let server; // the running semcache (semcache.mjs)
 let base; // http://127.0.0.1:PORT
 let client;
-
-function killServer() {
-  if (server && server.exitCode === null && server.signalCode === null) {
-    server.kill('SIGKILL');
-  }
-}
-// Last resort: never leave the server (or the binary) behind, even if the
-// test process exits early.
-process.on('exit', () => {
-  killServer();
-  if (tmpDir) fs.rmSync(tmpDir, { recursive: true, force: true });
-});
-
-// Starts `semcache serve` and resolves with the address it prints in its
-// `semcache listening addr=http://127.0.0.1:PORT` log line.
-function startServer(bin) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      bin,
-      [
-        'serve',
-        '--listen', '127.0.0.1:0',
-        '--sim-latency', '0s',
-        '--sim-per-token-latency', '0s',
-        '--log-format', 'text',
-        // Memory only: a test starts from an empty cache and leaves
-        // nothing in the user's default data directory.
-        '--data-dir', 'none',
-      ],
-      {
-        cwd: repoRoot,
-        stdio: ['ignore', 'pipe', 'pipe'],
-        // Only the flags above configure the server: drop any SEMCACHE_*
-        // settings (an --upstream, a Redis backend...) of the caller.
-        env: Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SEMCACHE_'))),
-      },
-    );
-    server = child;
-    let settled = false;
-    const timer = setTimeout(() => {
-      if (settled) return;
-      settled = true;
-      reject(new Error(`semcache did not log its listening address within ${START_TIMEOUT_MS} ms; log:\n${serverLog}`));
-    }, START_TIMEOUT_MS);
-    const onData = (chunk) => {
-      serverLog += chunk.toString();
-      const m = serverLog.match(/semcache listening.*?\baddr="?(http:\/\/127\.0\.0\.1:\d+)/);
-      if (m && !settled) {
-        settled = true;
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    };
-    child.stderr.on('data', onData);
-    child.stdout.on('data', onData);
-    child.on('error', (err) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.on('exit', (code, signal) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      reject(new Error(`semcache exited before listening (code ${code}, signal ${signal}); log:\n${serverLog}`));
-    });
-  });
-}
 
 // A chat completion request; the model is part of semcache's scope, so each
 // test uses its own model name and cannot be answered by another's entries.
@@ -101,16 +24,8 @@ function chat(model, prompt, extra = {}) {
 
 describe('semcache with the OpenAI Node SDK', { timeout: 120_000 }, () => {
   before(async () => {
-    tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'semcache-sdktest-'));
-    const bin = path.join(tmpDir, 'semcache');
-    const build = spawnSync('go', ['build', '-o', bin, './cmd/semcache'], {
-      cwd: repoRoot,
-      encoding: 'utf8',
-      timeout: 90_000,
-    });
-    if (build.error) throw build.error;
-    assert.equal(build.status, 0, `go build ./cmd/semcache failed:\n${build.stdout}${build.stderr}`);
-    base = await startServer(bin);
+    server = await startSemcache();
+    base = server.base;
     client = new OpenAI({
       baseURL: base + '/v1',
       apiKey: 'sk-sdk-test',
@@ -120,14 +35,7 @@ describe('semcache with the OpenAI Node SDK', { timeout: 120_000 }, () => {
   });
 
   after(async () => {
-    if (server && server.exitCode === null && server.signalCode === null) {
-      const exited = new Promise((resolve) => server.once('exit', resolve));
-      server.kill('SIGTERM');
-      const timer = setTimeout(killServer, 5_000);
-      await exited;
-      clearTimeout(timer);
-    }
-    if (tmpDir) fs.rmSync(tmpDir, { recursive: true, force: true });
+    if (server) await server.stop();
   });
 
   test('the same prompt twice: the second is an exact HIT with the same content', async (t) => {
@@ -330,5 +238,5 @@ describe('semcache with the OpenAI Node SDK', { timeout: 120_000 }, () => {
 });
 
 function serverLogOnFailure() {
-  return `semcache log so far:\n${serverLog}`;
+  return `semcache log so far:\n${server.log()}`;
 }

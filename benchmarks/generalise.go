@@ -391,7 +391,7 @@ func runGeneralise(ctx context.Context, o generaliseOptions, progress io.Writer)
 		start := time.Now()
 		// The default `embedder train`: α = train.DefaultAlpha (or --alpha
 		// auto), the threshold measured on its dev split.
-		res, err := train.Calibrate(ctx, exs, train.Config{Params: o.params, Epochs: o.Epochs, Seed: o.Seed, Progress: calibrationLines{progress}}, o.calibrate)
+		res, err := train.Calibrate(ctx, exs, o.trainConfig(progress), o.calibrate)
 		if err != nil {
 			return nil, fmt.Errorf("train without %s: %w", f.eval.Name, err)
 		}
@@ -442,6 +442,18 @@ func runGeneralise(ctx context.Context, o generaliseOptions, progress io.Writer)
 		rows = append(rows, row)
 	}
 	return rows, nil
+}
+
+// trainConfig is the training configuration of every fold: embedder
+// train's, with --seed seeding the model's initial rows as well as the dev
+// split and the batch order, exactly as `embedder train --seed` does. (Until
+// this was so, the rows took seed 0, a model embedder train never makes: on
+// BANKING77 in domain it kept an early epoch and scored 0.774 against the
+// 0.869 of `embedder train --seed 1`.)
+func (o *generaliseOptions) trainConfig(progress io.Writer) train.Config {
+	params := o.params
+	params.Seed = o.Seed
+	return train.Config{Params: params, Epochs: o.Epochs, Seed: o.Seed, Progress: calibrationLines{progress}}
 }
 
 // calibrationLines passes on the calibration's lines of the training

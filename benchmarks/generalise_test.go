@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"image/png"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -117,6 +118,19 @@ func TestGeneraliseRejectsBadFlags(t *testing.T) {
 		var ue *usageError
 		if !errors.As(err, &ue) {
 			t.Errorf("%v: %v, want a usage error", args, err)
+		}
+	}
+}
+
+// TestGeneraliseTrainsAsEmbedderTrain: --seed seeds the model's rows too,
+// as embedder train --seed does, so the in-domain row is the model the
+// operator's `embedder train` makes.
+func TestGeneraliseTrainsAsEmbedderTrain(t *testing.T) {
+	for _, seed := range []uint64{1, 7} {
+		o := generaliseOptions{Seed: seed, Epochs: 3}
+		c := o.trainConfig(io.Discard)
+		if c.Params.Seed != seed || c.Seed != seed || c.Epochs != 3 {
+			t.Errorf("--seed %d: rows seeded %d, split/order seed %d, epochs %d", seed, c.Params.Seed, c.Seed, c.Epochs)
 		}
 	}
 }

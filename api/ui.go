@@ -176,7 +176,8 @@ func (s *Server) uiChart(c echo.Context) error {
 	if !ok {
 		return echo.ErrNotFound
 	}
-	b, err := dashboard.Chart(name, s.recorder.View(s.uiNow()), s.cache.Snapshot(c.Request().Context()), s.cache.EffectiveThreshold(0))
+	snapshot := func() semantic.Snapshot { return s.cache.Snapshot(c.Request().Context()) }
+	b, err := dashboard.Chart(name, s.recorder.View(s.uiNow()), snapshot, s.cache.EffectiveThreshold(0))
 	if errors.Is(err, dashboard.ErrUnknownChart) {
 		return echo.ErrNotFound
 	}

@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/semcache/semcache/api"
-	"github.com/semcache/semcache/embedding"
 	"github.com/semcache/semcache/semantic"
 )
 
@@ -90,18 +89,10 @@ func TestUILoopback(t *testing.T) {
 // cache; cfg.Upstream defaults to a loopback address nobody calls.
 func newUIServer(t *testing.T, cfg api.Config) *api.Server {
 	t.Helper()
-	emb, err := embedding.NewLocal(embedding.LocalConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cache, err := semantic.New(semantic.Config{Threshold: testThreshold}, emb, newStore(t, emb))
-	if err != nil {
-		t.Fatal(err)
-	}
 	if cfg.Upstream == "" {
 		cfg.Upstream = "http://127.0.0.1:9/v1"
 	}
-	srv, err := api.New(cfg, cache)
+	srv, err := api.New(cfg, newCacheForConfigTest(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,11 +38,12 @@ var classColor = map[string]color.Color{
 var refusedColor = color.RGBA{0xe7, 0x29, 0x8a, 0xff}
 
 // Chart draws the named chart (one of Charts) as an SVG document with
-// gonum/plot, from a Recorder's View v, the cache's counters s and the
-// similarity threshold in force (cosine similarity; 0 or less draws no
+// gonum/plot, from a Recorder's View v, the cache's counters (snapshot is
+// called only by the charts that need them: counting entries may be a
+// network call) and the similarity threshold in force (cosine similarity; 0 or less draws no
 // threshold line). It returns ErrUnknownChart for another name and
 // gonum/plot's error when drawing fails. It is safe for concurrent use.
-func Chart(name string, v View, s semantic.Snapshot, threshold float64) ([]byte, error) {
+func Chart(name string, v View, snapshot func() semantic.Snapshot, threshold float64) ([]byte, error) {
 	var p *plot.Plot
 	var err error
 	switch name {
@@ -51,9 +52,9 @@ func Chart(name string, v View, s semantic.Snapshot, threshold float64) ([]byte,
 	case "similarity":
 		p, err = similarityChart(v, threshold)
 	case "refusals":
-		p, err = refusalsChart(s)
+		p, err = refusalsChart(snapshot())
 	case "adaptive":
-		p, err = adaptiveChart(s)
+		p, err = adaptiveChart(snapshot())
 	default:
 		return nil, fmt.Errorf("%w %q (want one of %v)", ErrUnknownChart, name, Charts)
 	}

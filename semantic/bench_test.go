@@ -215,15 +215,12 @@ func newBenchCache(b *testing.B, scopes int) *benchCache {
 		if err != nil {
 			b.Fatal(err)
 		}
-		raw, err := json.Marshal(semantic.Entry{
+		raw := semantic.EncodeEntry(semantic.Entry{
 			Key: id.Key, Scope: id.Scope, Prompt: id.Normalized,
 			Response:    string(completion("Open Settings, then Account, and follow the steps for: "+id.Prompt, 120, 80, reason("stop"))),
 			ContentType: "application/json", CreatedAt: time.Now().UnixMilli(),
 			PromptTokens: 120, CompletionTokens: 80,
 		})
-		if err != nil {
-			b.Fatal(err)
-		}
 		if err := mem.Set(ctx, id.Key, id.Scope, raw, vecs[0], time.Hour); err != nil {
 			b.Fatal(err)
 		}

@@ -338,7 +338,8 @@ type Result struct {
 	prompt string
 }
 
-// Entry is what the cache stores per answer, encoded as JSON in the Store.
+// Entry is what the cache stores per answer, in the binary form of
+// entrycodec.go (JSON before it, still read).
 type Entry struct {
 	Key    string `json:"key"`
 	Scope  string `json:"scope"`
@@ -430,12 +431,13 @@ func (c *Cache) getEntry(ctx context.Context, key string, o Options) (Result, bo
 	if !ok {
 		return Result{}, false
 	}
-	var e Entry
-	if err := json.Unmarshal(raw, &e); err != nil {
+	se, err := decodeEntry(raw)
+	if err != nil {
 		c.stats.LookupErrors.Add(1)
 		c.faults.warn("cache entry undecodable", "key", key, "err", err)
 		return Result{}, false
 	}
+	e := &se.Entry
 	age := c.cfg.Now().Sub(time.UnixMilli(e.CreatedAt))
 	if age < 0 {
 		age = 0
@@ -447,7 +449,7 @@ func (c *Cache) getEntry(ctx context.Context, key string, o Options) (Result, bo
 		Outcome:  Hit,
 		Key:      e.Key,
 		Age:      age,
-		Upstream: Upstream{Status: 200, ContentType: e.ContentType, Body: []byte(e.Response)},
+		Upstream: Upstream{Status: 200, ContentType: e.ContentType, Body: se.response},
 		Stream:   e.Stream,
 		prompt:   e.Prompt,
 		// Saved tokens are added in count.
@@ -704,11 +706,7 @@ func (c *Cache) EffectiveThreshold(requested float64) float64 {
 }
 
 func (c *Cache) put(ctx context.Context, e Entry, vec []float32, ttl time.Duration) error {
-	raw, err := json.Marshal(e)
-	if err != nil {
-		return fmt.Errorf("encode entry: %w", err)
-	}
-	return c.store.Set(ctx, e.Key, e.Scope, raw, vec, ttl)
+	return c.store.Set(ctx, e.Key, e.Scope, encodeEntry(&e), vec, ttl)
 }
 
 // Delete removes one entry by key (the X-Semcache-Key header value) from
@@ -800,7 +798,7 @@ func (m *answerMessage) wellFormed() bool {
 
 // withTokens records the entry's usage and model on the result for the
 // stats.
-func (r Result) withTokens(e Entry) Result {
+func (r Result) withTokens(e *Entry) Result {
 	r.savedPrompt, r.savedCompletion, r.savedModel = e.PromptTokens, e.CompletionTokens, e.Model
 	return r
 }

@@ -117,24 +117,17 @@ func (r *entryReader) fail(field string) {
 	r.b = nil
 }
 
-func (r *entryReader) uvarint(field string) uint64 {
-	if r.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.fail(field)
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
+func (r *entryReader) uvarint(field string) uint64 { return readNumber(r, field, binary.Uvarint) }
 
-func (r *entryReader) varint(field string) int64 {
+func (r *entryReader) varint(field string) int64 { return readNumber(r, field, binary.Varint) }
+
+// readNumber reads one varint of field with decode (binary.Uvarint or
+// binary.Varint).
+func readNumber[T uint64 | int64](r *entryReader, field string, decode func([]byte) (T, int)) T {
 	if r.err != nil {
 		return 0
 	}
-	v, n := binary.Varint(r.b)
+	v, n := decode(r.b)
 	if n <= 0 {
 		r.fail(field)
 		return 0

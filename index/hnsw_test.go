@@ -213,7 +213,7 @@ func TestNewHNSW(t *testing.T) {
 		wantErr string // field named in the error; "" for success
 		want    HNSWConfig
 	}{
-		{"defaults", HNSWConfig{Dim: 8}, "", HNSWConfig{Dim: 8, M: 16, EfConstruction: 200, EfSearch: 64, Seed: 1}},
+		{"defaults", HNSWConfig{Dim: 8}, "", HNSWConfig{Dim: 8, M: 32, EfConstruction: 200, EfSearch: 64, Seed: 1}},
 		{"explicit", HNSWConfig{Dim: 3, M: 4, EfConstruction: 40, EfSearch: 10, Seed: -7}, "", HNSWConfig{Dim: 3, M: 4, EfConstruction: 40, EfSearch: 10, Seed: -7}},
 		{"zero dim", HNSWConfig{}, "Dim", HNSWConfig{}},
 		{"negative dim", HNSWConfig{Dim: -1}, "Dim", HNSWConfig{}},

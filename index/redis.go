@@ -33,6 +33,12 @@ var ErrUnavailable = errors.New("index: redis unavailable (recent network failur
 // goes upstream.
 var ErrIndexNotReady = errors.New("index: RediSearch index not ready")
 
+// DefaultRedisM is the HNSW M of a new RediSearch index when
+// RedisConfig.M is 0: RediSearch's own default, and the value every index
+// semcache created before the in-process default became 32 (DefaultM), so
+// that an upgrade does not fail the schema check of an existing index.
+const DefaultRedisM = 16
+
 // RedisConfig configures a Redis store. NewRedis copies it; zero values
 // mean the defaults on each field.
 type RedisConfig struct {
@@ -52,8 +58,9 @@ type RedisConfig struct {
 	// vectors.
 	Fingerprint string
 	// M, EfConstruction and EfRuntime are RediSearch's HNSW M,
-	// EF_CONSTRUCTION and EF_RUNTIME for a new index; 0 means 16, 200 and
-	// 64, the in-process defaults (see HNSWConfig).
+	// EF_CONSTRUCTION and EF_RUNTIME for a new index; 0 means
+	// DefaultRedisM (16), DefaultEfConstruction (200) and DefaultEfSearch
+	// (64).
 	M, EfConstruction, EfRuntime int
 	// PoolSize is the connection pool size; 0 means go-redis's default (10
 	// per GOMAXPROCS).
@@ -142,7 +149,7 @@ func NewRedis(ctx context.Context, cfg RedisConfig) (*Redis, error) {
 		cfg.RetryInterval = time.Second
 	}
 	if cfg.M == 0 {
-		cfg.M = DefaultM
+		cfg.M = DefaultRedisM
 	}
 	if cfg.EfConstruction == 0 {
 		cfg.EfConstruction = DefaultEfConstruction

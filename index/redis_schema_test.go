@@ -29,7 +29,7 @@ func TestRedisSchemaVerified(t *testing.T) {
 	hnsw := func(typ string, d int, metric string, m, efc, efr int) string {
 		return fmt.Sprintf("vector VECTOR HNSW 12 TYPE %s DIM %d DISTANCE_METRIC %s M %d EF_CONSTRUCTION %d EF_RUNTIME %d", typ, d, metric, m, efc, efr)
 	}
-	good := hnsw("FLOAT32", dim, "COSINE", index.DefaultM, index.DefaultEfConstruction, index.DefaultEfSearch)
+	good := hnsw("FLOAT32", dim, "COSINE", index.DefaultRedisM, index.DefaultEfConstruction, index.DefaultEfSearch)
 	cases := []struct {
 		name, create string
 		onlyVecsim   bool // a difference only FT.DEBUG VECSIM_INFO can see

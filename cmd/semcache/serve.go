@@ -244,7 +244,7 @@ func parseServe(args []string, getenv func(string) string, help io.Writer) (serv
 	fs.StringVar(&c.namespace, "namespace", "", "shared namespace: all clients share one cache instead of one per API key")
 	fs.StringVar(&c.scopeHeaders, "scope-headers", "", "comma-separated request headers whose values join the scope, besides OpenAI-Beta, OpenAI-Organization and OpenAI-Project (e.g. a header your upstream reads to pick its answer)")
 	fs.StringVar(&c.normalize, "normalize", "nfc,lower,space", "exact-key normalisation steps, comma-separated subset of nfc,lower,space; 'none' for none")
-	intFlag(fs, &c.hnswM, "hnsw-m", 16, "HNSW M: links per node (2*M on layer 0)")
+	intFlag(fs, &c.hnswM, "hnsw-m", 0, "HNSW M: links per node (2*M on layer 0); 0 means the backend's default, 32 in process and 16 for a new Redis index")
 	intFlag(fs, &c.hnswEfConstr, "hnsw-ef-construction", 200, "HNSW EF_CONSTRUCTION: candidate list size at insert")
 	intFlag(fs, &c.hnswEfRuntime, "hnsw-ef-runtime", 64, "HNSW EF_RUNTIME: candidate list size at query")
 	durationFlag(fs, &c.simLatency, "sim-latency", 300*time.Millisecond, "simulated upstream: time to first token")
@@ -485,8 +485,8 @@ func (c *serveConfig) validate() error {
 	if c.embedCacheSize < 0 {
 		return fmt.Errorf("--embedding-cache-size %d: must not be negative", c.embedCacheSize)
 	}
-	if c.hnswM < 2 || c.hnswEfConstr <= 0 || c.hnswEfRuntime <= 0 {
-		return fmt.Errorf("--hnsw-m %d, --hnsw-ef-construction %d, --hnsw-ef-runtime %d: want M >= 2 and positive EF values", c.hnswM, c.hnswEfConstr, c.hnswEfRuntime)
+	if (c.hnswM != 0 && c.hnswM < 2) || c.hnswEfConstr <= 0 || c.hnswEfRuntime <= 0 {
+		return fmt.Errorf("--hnsw-m %d, --hnsw-ef-construction %d, --hnsw-ef-runtime %d: want M >= 2 (or 0 for the backend's default) and positive EF values", c.hnswM, c.hnswEfConstr, c.hnswEfRuntime)
 	}
 	if c.simLatency < 0 || c.simPerToken < 0 {
 		return errors.New("--sim-latency and --sim-per-token-latency must not be negative")

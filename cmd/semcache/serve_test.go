@@ -96,6 +96,7 @@ func TestParseServeRejects(t *testing.T) {
 		{"bad upstream", []string{"--upstream", "api.openai.com"}, nil, "--upstream"},
 		{"bad log level", []string{"--log-level", "loud"}, nil, "--log-level"},
 		{"hnsw m", []string{"--hnsw-m", "1"}, nil, "--hnsw-m"},
+		{"hnsw m negative", []string{"--hnsw-m", "-2"}, nil, "--hnsw-m"},
 		{"stray argument", []string{"now"}, nil, "unexpected argument"},
 		{"short admin token", nil, map[string]string{"SEMCACHE_ADMIN_TOKEN": "short"}, "SEMCACHE_ADMIN_TOKEN"},
 		{"ttl above max-ttl", []string{"--ttl", "48h"}, nil, "--max-ttl"},

@@ -259,6 +259,16 @@ func Identify(body []byte, tenant, namespace string, n Normalization) (Identity,
 // body (see Caller). A Caller with only Tenant and Namespace gives the same
 // Identity as Identify.
 func IdentifyChat(body []byte, who Caller, n Normalization) (Identity, Request, error) {
+	if id, rq, ok := identifyChatFast(body, who, n); ok {
+		return id, rq, nil
+	}
+	return identifyChatGeneral(body, who, n)
+}
+
+// identifyChatGeneral is IdentifyChat on decoded trees: every body
+// identifyChatFast leaves to it, and the reference that path is tested
+// against.
+func identifyChatGeneral(body []byte, who Caller, n Normalization) (Identity, Request, error) {
 	var id Identity
 	var rq Request
 	fields, err := decodeBody(body)

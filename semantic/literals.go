@@ -55,9 +55,6 @@ var (
 	// "x.upper()": code, whose argument order and case matter. A word and
 	// a parenthesis apart ("shipping (free)") is prose.
 	reCall = regexp.MustCompile(`[A-Za-z_][\w.]*\([^()\n]{0,200}\)`)
-	// reTokenRun is a run that may be a case-sensitive token: letters,
-	// digits, underscores and the base64 alphabet's + / = and -.
-	reTokenRun = regexp.MustCompile(`[A-Za-z0-9_+/=-]+`)
 )
 
 // literalSpans returns the literal spans of s, sorted by start, never
@@ -127,20 +124,26 @@ func literalSpans(s string) []span {
 			add(m[0], m[1], spanQuoted)
 		}
 	}
-	for _, m := range reTokenRun.FindAllStringIndex(s, -1) {
-		run := s[m[0]:m[1]]
-		if len(run) >= 16 && isCaseSensitiveToken(run) {
-			add(m[0], m[1], spanToken) // base64-like: keep the whole run
+	for i, j := nextTokenRun(s, 0); i >= 0; i, j = nextTokenRun(s, j) {
+		if j-i >= 16 && isCaseSensitiveToken(s[i:j]) {
+			add(i, j, spanToken) // base64-like: keep the whole run
 			continue
 		}
-		// Otherwise look at each identifier inside the run.
-		off := m[0]
-		for _, w := range strings.FieldsFunc(run, func(r rune) bool { return r == '+' || r == '/' || r == '=' || r == '-' }) {
-			i := strings.Index(s[off:m[1]], w) + off
-			if isCaseSensitiveToken(w) {
-				add(i, i+len(w), spanToken)
+		// Otherwise look at each identifier inside the run: the stretches
+		// between its + / = and - characters.
+		for a := i; a < j; {
+			if isTokenSeparator(s[a]) {
+				a++
+				continue
 			}
-			off = i + len(w)
+			b := a + 1
+			for b < j && !isTokenSeparator(s[b]) {
+				b++
+			}
+			if isCaseSensitiveToken(s[a:b]) {
+				add(a, b, spanToken)
+			}
+			a = b
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].start < out[j].start })
@@ -195,6 +198,36 @@ func pluralAcronym(w string) bool {
 	}
 	return true
 }
+
+// nextTokenRun returns the byte range [start, end) of the first maximal
+// run of isTokenRunByte bytes in s at or after from, or -1, -1 when there
+// is none: what the regexp [A-Za-z0-9_+/=-]+ finds, without its cost
+// (TestNextTokenRunMatchesRegexp).
+func nextTokenRun(s string, from int) (start, end int) {
+	i := from
+	for i < len(s) && !isTokenRunByte(s[i]) {
+		i++
+	}
+	if i == len(s) {
+		return -1, -1
+	}
+	j := i + 1
+	for j < len(s) && isTokenRunByte(s[j]) {
+		j++
+	}
+	return i, j
+}
+
+// isTokenRunByte reports whether c may be part of a run that may be a
+// case-sensitive token: a letter, a digit, an underscore or the base64
+// alphabet's + / = and - (literalSpans scans for maximal runs of them).
+func isTokenRunByte(c byte) bool {
+	return isASCIILetter(c) || c >= '0' && c <= '9' || c == '_' || isTokenSeparator(c)
+}
+
+// isTokenSeparator reports whether c separates the identifiers inside a
+// token run.
+func isTokenSeparator(c byte) bool { return c == '+' || c == '/' || c == '=' || c == '-' }
 
 func isASCIILetter(c byte) bool { return isLower(c) || isUpper(c) }
 func isLower(c byte) bool       { return c >= 'a' && c <= 'z' }

@@ -32,6 +32,11 @@ func identifyChatFast(body []byte, who Caller, n Normalization) (id Identity, rq
 	p := canonPool.Get().(*canonParser)
 	defer p.release()
 	p.tok.Reset(body)
+	// A body without <, >, & and 0xe2 (the first byte of U+2028 and
+	// U+2029) holds no string that appendJSONString would escape other
+	// than its escaped ones.
+	p.plain = bytes.IndexByte(body, '<') < 0 && bytes.IndexByte(body, '>') < 0 &&
+		bytes.IndexByte(body, '&') < 0 && bytes.IndexByte(body, 0xe2) < 0
 	if !p.tok.Next() || p.tok.Delim != '{' {
 		return id, rq, false
 	}
@@ -57,7 +62,7 @@ func identifyChatFast(body []byte, who Caller, n Normalization) (id Identity, rq
 				return id, rq, false
 			}
 		}
-		key, kok := p.key()
+		key, keyJSON, kok := p.key()
 		if !kok {
 			return id, rq, false
 		}
@@ -100,7 +105,7 @@ func identifyChatFast(body []byte, who Caller, n Normalization) (id Identity, rq
 		if k, checked := paramKinds[string(key)]; checked && string(v) != "null" && !kindOfCanonical(v, k) {
 			return id, rq, false
 		}
-		p.members = append(p.members, member{key: key, val: val})
+		p.members = append(p.members, member{key: key, keyJSON: keyJSON, val: val})
 	}
 	if p.tok.Next() || p.tok.Err != nil || !haveModel || !haveMsgs {
 		return id, rq, false // trailing data, or a required field missing
@@ -149,7 +154,7 @@ func identifyChatFast(body []byte, who Caller, n Normalization) (id Identity, rq
 			d = append(d, ',')
 		}
 		i++
-		d = appendJSONString(d, string(m.key))
+		d = append(d, m.keyJSON...)
 		d = append(d, ':')
 		d = append(d, p.buf[m.val.start:m.val.end]...)
 	}
@@ -168,8 +173,8 @@ type bufSpan struct{ start, end int }
 // member is one object member: its key, unescaped, and the bufSpan of its
 // value's canonical JSON.
 type member struct {
-	key []byte
-	val bufSpan
+	key, keyJSON []byte
+	val          bufSpan
 }
 
 // canonParser holds the tokenizer and the scratch space of one
@@ -180,6 +185,7 @@ type canonParser struct {
 	doc     []byte // the scope document
 	members []member
 	spans   []bufSpan
+	plain   bool // see identifyChatFast
 }
 
 var canonPool = sync.Pool{New: func() any { return new(canonParser) }}
@@ -199,12 +205,19 @@ func (p *canonParser) release() {
 	canonPool.Put(p)
 }
 
-// key returns the unescaped key the tokenizer is on.
-func (p *canonParser) key() ([]byte, bool) {
-	if !p.tok.IsKey || p.tok.Delim != 0 || len(p.tok.Value) == 0 || p.tok.Value[0] != '"' {
-		return nil, false
+// key returns the key the tokenizer is on, unescaped, and its canonical
+// JSON (as appendJSONString writes it).
+func (p *canonParser) key() (key, keyJSON []byte, ok bool) {
+	t := &p.tok
+	if !t.IsKey || t.Delim != 0 || len(t.Value) == 0 || t.Value[0] != '"' {
+		return nil, nil, false
 	}
-	return p.tok.String(), true
+	v := t.Value
+	if t.Kind() == fastjson.Unescaped && (p.plain || !needsEscape(v[1:len(v)-1])) {
+		return v[1 : len(v)-1], v, true
+	}
+	key = t.String()
+	return key, appendJSONString(nil, string(key)), true
 }
 
 // value appends the canonical JSON of the value the tokenizer is on (its
@@ -282,7 +295,7 @@ func (p *canonParser) objectMembers(depth int) bool {
 				return false
 			}
 		}
-		k, ok := p.key()
+		k, kj, ok := p.key()
 		if !ok || !t.Next() || t.Delim != ':' || !t.Next() {
 			return false
 		}
@@ -290,7 +303,7 @@ func (p *canonParser) objectMembers(depth int) bool {
 		if !ok {
 			return false
 		}
-		p.members = append(p.members, member{key: k, val: v})
+		p.members = append(p.members, member{key: k, keyJSON: kj, val: v})
 	}
 }
 
@@ -308,7 +321,7 @@ func (p *canonParser) emitObject(ms []member, skip string) bufSpan {
 			p.buf = append(p.buf, ',')
 		}
 		i++
-		p.buf = appendJSONString(p.buf, string(m.key))
+		p.buf = append(p.buf, m.keyJSON...)
 		p.buf = append(p.buf, ':')
 		p.buf = append(p.buf, p.buf[m.val.start:m.val.end]...)
 	}
@@ -326,13 +339,15 @@ func (p *canonParser) scalar() (bufSpan, bool) {
 	case len(v) == 0:
 		return bufSpan{}, false
 	case v[0] == '"':
-		if t.Kind() == fastjson.Unescaped && !needsEscape(v[1:len(v)-1]) {
+		if t.Kind() == fastjson.Unescaped && (p.plain || !needsEscape(v[1:len(v)-1])) {
 			p.buf = append(p.buf, v...) // already as appendJSONString writes it
 		} else {
 			p.buf = appendJSONString(p.buf, string(t.String()))
 		}
 	case v[0] == 't' || v[0] == 'f' || v[0] == 'n':
 		p.buf = append(p.buf, v...)
+	case plainInteger(v):
+		p.buf = append(p.buf, v...) // an integer is its own spelling
 	default:
 		var err error
 		if p.buf, err = appendCanonicalNumber(p.buf, string(v)); err != nil {
@@ -429,6 +444,20 @@ func (p *canonParser) messages() (history, last bufSpan, content string, user, o
 	return bufSpan{hs, len(p.buf)}, last, s, user, true
 }
 
+// plainInteger reports whether the number token v is an integer other
+// than -0 (appendCanonicalNumber writes those as sent).
+func plainInteger(v []byte) bool {
+	if string(v) == "-0" {
+		return false
+	}
+	for _, c := range v {
+		if (c < '0' || c > '9') && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
 // decodeString returns the string whose canonical JSON is c.
 func (p *canonParser) decodeString(c []byte) (string, bool) {
 	if len(c) < 2 || c[0] != '"' {
@@ -462,20 +491,28 @@ func sortMembers(ms []member) bool {
 // (valid JSON holds no raw control characters, the body is valid UTF-8).
 func needsEscape(s []byte) bool {
 	for i, b := range s {
-		switch b {
-		case '<', '>', '&':
-			return true
-		case 0xe2:
-			if i+2 < len(s) && s[i+1] == 0x80 && (s[i+2] == 0xa8 || s[i+2] == 0xa9) {
-				return true
-			}
+		if !escapeFirst[b] {
+			continue
 		}
-		if b < 0x20 {
+		if b != 0xe2 {
+			return true
+		}
+		if i+2 < len(s) && s[i+1] == 0x80 && (s[i+2] == 0xa8 || s[i+2] == 0xa9) {
 			return true
 		}
 	}
 	return false
 }
+
+// escapeFirst marks the bytes needsEscape looks at: control characters,
+// <, > and &, and 0xe2, the first byte of U+2028 and U+2029.
+var escapeFirst = func() (t [256]bool) {
+	for b := range 0x20 {
+		t[b] = true
+	}
+	t['<'], t['>'], t['&'], t[0xe2] = true, true, true, true
+	return t
+}()
 
 // kindOfCanonical reports whether the canonical JSON value v is of one of
 // kinds, as jsonKinds.matches does for its decoded form.

@@ -1,6 +1,7 @@
 package semantic
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -414,7 +415,12 @@ func checkUTF8(body []byte) error {
 		return fmt.Errorf("%w: body is not valid UTF-8", ErrBadRequest)
 	}
 	for i := 0; i < len(body); i++ {
-		if body[i] != '\\' || i+1 >= len(body) {
+		j := bytes.IndexByte(body[i:], '\\')
+		if j < 0 {
+			break
+		}
+		i += j
+		if i+1 >= len(body) {
 			continue
 		}
 		if body[i+1] != 'u' {

@@ -197,7 +197,7 @@ const maxFastDepth = 64
 func (p *canonParser) release() {
 	p.tok.Reset(nil)
 	p.buf, p.doc = p.buf[:0], p.doc[:0]
-	clear(p.members)
+	clear(p.members[:cap(p.members)]) // drop the keys' references to the body
 	p.members, p.spans = p.members[:0], p.spans[:0]
 	if cap(p.buf) > 1<<20 || cap(p.doc) > 1<<20 {
 		return // do not keep a huge request's buffers alive
